@@ -1,0 +1,93 @@
+"""2-D experiments (PAPER section 8): flows from N(0, I) (or another data set) to toy data.
+
+Usage: --config=experiments/configs/toy2d.py[:ARG] with ARG a comma-separated list:
+  a target data set (checkerboard, 8gaussians, moons, pinwheel, rings, spirals;
+  default checkerboard), optionally 'smoke' (a run of seconds, for tests), and
+  optionally 'from=NAME' to flow from the data set NAME instead of a Gaussian.
+Example: --config=experiments/configs/toy2d.py:8gaussians or :moons,from=8gaussians.
+
+The paper gives no exact 2-D hyperparameters; the values below are our choice, tuned
+to reach the checkerboard's ln 32 floor within 0.2 nats in a few minutes on 2 CPU cores.
+"""
+
+import ml_collections
+
+
+def _parse(arg: str):
+    parts = [p for p in (arg or "").split(",") if p]
+    dataset, base, smoke = "checkerboard", None, False
+    for part in parts:
+        if part == "smoke":
+            smoke = True
+        elif part.startswith("from="):
+            base = part[len("from=") :]
+        else:
+            dataset = part
+    return dataset, base, smoke
+
+
+def get_config(arg: str = "checkerboard") -> ml_collections.ConfigDict:
+    dataset, base, smoke = _parse(arg)
+    config = ml_collections.ConfigDict()
+    config.seed = 0
+    config.data = ml_collections.ConfigDict({"kind": "toy2d", "name": dataset})
+    config.base = ml_collections.ConfigDict(
+        {"kind": "toy2d" if base else "standard_gaussian", "name": base or ""}
+    )
+    config.interpolant = "trigonometric"  # the paper's default
+    config.time_sampler = ml_collections.ConfigDict(
+        {"kind": "uniform", "alpha": 1.0, "beta": 1.0, "t_min": 0.0, "t_max": 1.0}
+    )
+    config.loss = ml_collections.ConfigDict(
+        {"estimator": "plain", "num_times": 1, "num_base_samples": 0}
+    )
+    config.model = ml_collections.ConfigDict(
+        {"hidden_sizes": (256, 256, 256), "activation": "silu", "time_embedding_dim": 32}
+    )
+    config.optimizer = ml_collections.ConfigDict(
+        {"learning_rate": 2e-3, "warmup_steps": 500, "grad_clip_norm": 1.0, "weight_decay": 0.0}
+    )
+    config.training = ml_collections.ConfigDict(
+        {
+            "num_steps": 20_000,
+            "batch_size": 2048,
+            "ema_decay": 0.999,
+            "steps_per_call": 100,
+            "log_every": 500,
+            "checkpoint_every": 2_000,
+            "eval_every": 5_000,
+        }
+    )
+    config.eval = ml_collections.ConfigDict(
+        {
+            "num_test_points": 20_000,
+            "divergence": "exact",  # or 'hutchinson'
+            "num_probes": 1,
+            "probe_kind": "rademacher",
+            "solver": "dopri5",
+            "rtol": 1e-5,
+            "atol": 1e-5,
+            "num_steps": 100,  # fixed-step solvers only
+            "chunk_size": 5_000,
+            "use_ema": True,
+            "grid_size": 200,
+            "num_plot_samples": 20_000,
+            "num_trajectories": 300,
+        }
+    )
+    if smoke:
+        _shrink(config)
+    return config
+
+
+def _shrink(config) -> None:
+    config.model.hidden_sizes = (32, 32)
+    config.optimizer.warmup_steps = 5
+    config.training.update(
+        num_steps=40, batch_size=256, steps_per_call=10, log_every=10,
+        checkpoint_every=20, eval_every=20,
+    )
+    config.eval.update(
+        num_test_points=600, chunk_size=300, grid_size=20, num_plot_samples=500,
+        num_trajectories=20, rtol=1e-3, atol=1e-3,
+    )

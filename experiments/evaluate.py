@@ -1,0 +1,39 @@
+"""Evaluate the latest checkpoint in a workdir: test NLL, NFE, samples and figures.
+
+  python experiments/evaluate.py --workdir=runs/checkerboard
+  python experiments/evaluate.py --workdir=runs/checkerboard \
+      --config.eval.divergence=hutchinson --config.eval.num_probes=8
+
+Without --config the config stored with the checkpoint is used; --config.* flags
+override it.
+"""
+
+import json
+
+from absl import app, flags, logging
+from ml_collections import config_flags
+
+from interflow_jax.training.checkpoint import Checkpointer
+from interflow_jax.training.config_io import config_from_dict
+from interflow_jax.training.evaluation import evaluate
+
+_CONFIG = config_flags.DEFINE_config_file("config", None, "Config file (default: the saved one).")
+_WORKDIR = flags.DEFINE_string("workdir", None, "Directory a training run wrote.")
+flags.mark_flags_as_required(["workdir"])
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    config = _CONFIG.value
+    if config is None:
+        ckpt = Checkpointer(_WORKDIR.value)
+        config = config_from_dict(ckpt.restore_config())
+        ckpt.close()
+    results = evaluate(config, _WORKDIR.value)
+    logging.info("results: %s", json.dumps(results, indent=2))
+    print(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    app.run(main)

@@ -1,0 +1,78 @@
+"""Base densities rho0: Gaussians with exact log-densities, or a sampler of data.
+
+A `Density` has `sample(key, n) -> (n, *event_shape)` and, when the density is known,
+`log_prob(x) -> (n,)`. A flow between two data sets uses `from_sampler` as its base:
+it can be sampled (both ways along the flow) but has no likelihood.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from interflow_jax.checks import check_batch
+
+
+class Density(NamedTuple):
+    name: str
+    event_shape: tuple[int, ...]
+    sample: Callable[[jax.Array, int], jax.Array]
+    log_prob: Callable[[jax.Array], jax.Array] | None = None
+
+
+def _sum_event(values: jax.Array, event_ndim: int) -> jax.Array:
+    return jnp.sum(values, axis=tuple(range(-event_ndim, 0)))
+
+
+def standard_gaussian(event_shape: tuple[int, ...]) -> Density:
+    """N(0, I) on R^{event_shape}: log p(x) = -|x|^2/2 - (D/2) log(2 pi), D = prod(shape)."""
+    event_shape = tuple(int(s) for s in event_shape)
+    dim = math.prod(event_shape)
+
+    def sample(key, n):
+        return jax.random.normal(key, (n, *event_shape))
+
+    def log_prob(x):
+        check_batch(x, event_shape)
+        return -0.5 * _sum_event(x**2, len(event_shape)) - 0.5 * dim * math.log(2 * math.pi)
+
+    return Density("standard_gaussian", event_shape, sample, log_prob)
+
+
+def diagonal_gaussian(mean: jax.Array, scale: jax.Array) -> Density:
+    """N(mean, diag(scale^2)); `mean` and `scale` have the event shape, scale > 0."""
+    mean, scale = jnp.asarray(mean), jnp.asarray(scale)
+    if mean.shape != scale.shape:
+        raise ValueError(f"mean and scale must share a shape; got {mean.shape}, {scale.shape}.")
+    if not bool(jnp.all(scale > 0)):
+        raise ValueError(f"scale must be positive everywhere; got min {float(scale.min())}.")
+    event_shape, ndim = mean.shape, mean.ndim
+    log_norm = jnp.sum(jnp.log(scale)) + 0.5 * mean.size * math.log(2 * math.pi)
+
+    def sample(key, n):
+        return mean + scale * jax.random.normal(key, (n, *event_shape))
+
+    def log_prob(x):
+        check_batch(x, event_shape)
+        return -0.5 * _sum_event(((x - mean) / scale) ** 2, ndim) - log_norm
+
+    return Density("diagonal_gaussian", event_shape, sample, log_prob)
+
+
+def from_sampler(sample: Callable, event_shape: tuple[int, ...], name: str = "data") -> Density:
+    """A base known only through samples (a flow between two data sets); no log_prob."""
+    return Density(name, tuple(event_shape), sample, None)
+
+
+def require_log_prob(density: Density) -> Callable[[jax.Array], jax.Array]:
+    """The density's log_prob, or a ValueError saying that likelihoods need one."""
+    if density.log_prob is None:
+        raise ValueError(
+            f"The base density {density.name!r} is known only through samples, so the flow "
+            "has no likelihood; use a base with a log_prob (e.g. a Gaussian)."
+        )
+    return density.log_prob

@@ -1,0 +1,49 @@
+"""Laws for the training times t (PAPER section 3).
+
+Any positive weighting of the time integral in G leaves its minimiser unchanged, so t
+may be drawn uniformly or from Beta(alpha, beta) (more weight near one end), and may be
+kept inside [t_min, t_max] (e.g. away from a singular end).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import jax
+import jax.numpy as jnp
+
+TimeSampler = Callable[[jax.Array, int], jax.Array]
+
+
+def make_time_sampler(
+    kind: str = "uniform",
+    alpha: float = 1.0,
+    beta: float = 1.0,
+    t_min: float = 0.0,
+    t_max: float = 1.0,
+) -> TimeSampler:
+    """Return `sample(key, n) -> (n,)` times t = t_min + (t_max - t_min) u.
+
+    u ~ U[0, 1) for kind='uniform' and u ~ Beta(alpha, beta) for kind='beta'.
+    """
+    if kind not in ("uniform", "beta"):
+        raise ValueError(f"time sampler kind must be 'uniform' or 'beta'; got {kind!r}.")
+    if not 0.0 <= t_min < t_max <= 1.0:
+        raise ValueError(f"need 0 <= t_min < t_max <= 1; got t_min={t_min}, t_max={t_max}.")
+    if kind == "beta" and not (alpha > 0 and beta > 0):
+        raise ValueError(f"Beta parameters must be positive; got alpha={alpha}, beta={beta}.")
+
+    def sample(key: jax.Array, n: int) -> jax.Array:
+        if kind == "uniform":
+            u = jax.random.uniform(key, (n,))
+        else:
+            u = jax.random.beta(key, alpha, beta, (n,))
+        return t_min + (t_max - t_min) * u
+
+    return sample
+
+
+def time_grid(num_times: int, t_min: float = 0.0, t_max: float = 1.0) -> jnp.ndarray:
+    """Midpoints of `num_times` equal cells of [t_min, t_max], for deterministic quadrature."""
+    edges = jnp.linspace(t_min, t_max, num_times + 1)
+    return 0.5 * (edges[1:] + edges[:-1])

@@ -1,0 +1,132 @@
+"""The training loop: the only place where a config drives the run.
+
+`train_and_evaluate(config, workdir)` trains, checkpoints, logs and finally evaluates.
+Run the same command again after an interruption (even SIGKILL) and it resumes from the
+latest checkpoint to exactly the result of an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+
+import jax
+import numpy as np
+from absl import logging
+from tqdm.auto import tqdm
+
+from interflow_jax.training import checkpoint, evaluation, metrics_log, setup, sharding
+from interflow_jax.training.step import make_multi_step, make_train_step
+
+
+def check_schedule(training) -> None:
+    """Every interval must be a multiple of steps_per_call (steps run in scanned groups)."""
+    per_call = training.steps_per_call
+    for name in ("num_steps", "log_every", "checkpoint_every", "eval_every"):
+        value = training[name]
+        if value < 1 or value % per_call:
+            raise ValueError(
+                f"training.{name}={value} must be a positive multiple of "
+                f"training.steps_per_call={per_call}."
+            )
+    if training.batch_size < 1:
+        raise ValueError(f"training.batch_size must be positive; got {training.batch_size}.")
+
+
+def build_multi_step(config, problem, field, mesh):
+    training = config.training
+    loss_fn = setup.build_loss(config, field, problem.base)
+    step = make_train_step(loss_fn, setup.build_optimizer(config), training.ema_decay)
+
+    def batch_fn(key):
+        batch = {"x1": problem.sample_data(key, training.batch_size)}
+        if problem.base.log_prob is None:  # data -> data: draw the base data set here
+            batch["x0"] = problem.base.sample(jax.random.fold_in(key, 1), training.batch_size)
+        return sharding.constrain_batch(batch, mesh)
+
+    multi = make_multi_step(step, batch_fn, setup.seed_key(config), training.steps_per_call)
+    replicated = sharding.replicated(mesh)
+    return jax.jit(multi, out_shardings=(replicated, replicated), donate_argnums=0)
+
+
+def start_state(config, workdir, problem, mesh, ckpt):
+    """A fresh replicated state, or the latest checkpoint's (resume)."""
+    init = setup.make_init_state(config, problem.event_shape)
+    state = jax.jit(init, out_shardings=sharding.replicated(mesh))()
+    restored, saved_config = ckpt.restore(checkpoint.abstract_like(state))
+    if restored is None:
+        return state
+    if saved_config != json.loads(config.to_json()):
+        logging.warning("Resuming with a config that differs from the checkpoint's.")
+    logging.info("Resumed from step %d.", int(restored.step))
+    metrics_log.truncate_after(workdir, int(restored.step))
+    return restored
+
+
+def raise_if_nonfinite(state, ckpt) -> None:
+    bad = int(state.nonfinite_step)
+    if bad >= 0:
+        raise FloatingPointError(
+            f"Non-finite loss or gradient at step {bad + 1}; stopped. The last good "
+            f"checkpoint (step {ckpt.latest_step()}) is kept."
+        )
+
+
+def log_train(workdir, step, metrics, rate, bar) -> None:
+    record = {k: float(v) for k, v in jax.device_get(metrics).items()}
+    record.update(step=step, steps_per_second=rate)
+    bar.set_postfix(loss=f"{record['loss']:.4f}", gap=f"{record['convergence_gap']:.4f}")
+    logging.info("step %d loss %.5f gap %.5f (%.1f steps/s)", step, record["loss"],
+                 record["convergence_gap"], rate)
+    if jax.process_index() == 0:
+        metrics_log.append(workdir, record)
+
+
+def log_eval(config, workdir, step, state, flow, test_x) -> None:
+    params = state.ema_params if config.eval.use_ema else state.params
+    result, _ = evaluation.test_nll(config, flow, params, test_x)
+    logging.info("step %d test NLL %.4f +- %.4f", step, result["test_nll"], result["test_nll_stderr"])
+    if jax.process_index() == 0:
+        metrics_log.append(workdir, {"step": step, **result})
+
+
+def train_and_evaluate(config, workdir: str) -> dict:
+    """Train per `config`, checkpointing into `workdir`, then evaluate; returns metrics."""
+    training = config.training
+    check_schedule(training)
+    os.makedirs(workdir, exist_ok=True)
+    mesh = sharding.make_mesh()
+    sharding.check_divisible(training.batch_size, mesh, "training.batch_size")
+    problem = setup.build_problem(config)
+    module, field = setup.build_model(config)
+    ckpt = checkpoint.Checkpointer(workdir)
+    state = start_state(config, workdir, problem, mesh, ckpt)
+    num_params = sum(np.size(p) for p in jax.tree_util.tree_leaves(state.params))
+    logging.info("%s: %d parameters, %d devices.", module.__class__.__name__, num_params, mesh.size)
+    multi_step = build_multi_step(config, problem, field, mesh)
+    flow = setup.build_flow(config, field, problem.base)
+    has_density = problem.base.log_prob is not None
+    test_x = evaluation.test_points(config, problem, config.eval.chunk_size)
+    config_dict = json.loads(config.to_json())
+    step = int(state.step)
+    bar = tqdm(total=training.num_steps, initial=step, desc="train", unit="step", mininterval=2)
+    last_time, last_step = time.perf_counter(), step
+    while step < training.num_steps:
+        state, metrics = multi_step(state)
+        step += training.steps_per_call
+        bar.update(training.steps_per_call)
+        if step % training.log_every == 0 or step == training.num_steps:
+            raise_if_nonfinite(state, ckpt)
+            now = time.perf_counter()
+            log_train(workdir, step, metrics, (step - last_step) / (now - last_time), bar)
+            last_time, last_step = now, step
+        if has_density and step % training.eval_every == 0:
+            log_eval(config, workdir, step, state, flow, test_x)
+        if step % training.checkpoint_every == 0 or step == training.num_steps:
+            raise_if_nonfinite(state, ckpt)
+            ckpt.save(step, state, config_dict)
+    bar.close()
+    ckpt.close()
+    params = state.ema_params if config.eval.use_ema else state.params
+    return evaluation.evaluate(config, workdir, params=params, step=step)

@@ -1,0 +1,42 @@
+"""optax optimiser: Adam(W) with linear warm-up, cosine decay and gradient clipping."""
+
+from __future__ import annotations
+
+import optax
+
+
+def make_learning_rate(peak: float, warmup_steps: int, total_steps: int, final_fraction=0.01):
+    """Linear warm-up 0 -> peak over `warmup_steps`, then cosine decay to final_fraction*peak."""
+    if peak <= 0:
+        raise ValueError(f"learning_rate must be positive; got {peak}.")
+    if not 0 <= warmup_steps < total_steps:
+        raise ValueError(
+            f"need 0 <= warmup_steps < num_steps; got warmup_steps={warmup_steps}, "
+            f"num_steps={total_steps}."
+        )
+    return optax.warmup_cosine_decay_schedule(
+        init_value=0.0,
+        peak_value=peak,
+        warmup_steps=warmup_steps,
+        decay_steps=total_steps,
+        end_value=final_fraction * peak,
+    )
+
+
+def make_optimizer(
+    learning_rate: float,
+    warmup_steps: int,
+    total_steps: int,
+    grad_clip_norm: float = 1.0,
+    weight_decay: float = 0.0,
+    b1: float = 0.9,
+    b2: float = 0.999,
+) -> optax.GradientTransformation:
+    """clip_by_global_norm(grad_clip_norm) then AdamW with the warm-up/cosine schedule."""
+    if grad_clip_norm <= 0:
+        raise ValueError(f"grad_clip_norm must be positive; got {grad_clip_norm}.")
+    schedule = make_learning_rate(learning_rate, warmup_steps, total_steps)
+    return optax.chain(
+        optax.clip_by_global_norm(grad_clip_norm),
+        optax.adamw(schedule, b1=b1, b2=b2, weight_decay=weight_decay),
+    )
