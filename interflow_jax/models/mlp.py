@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Any
 
 import flax.linen as nn
 import jax
@@ -49,6 +50,7 @@ class VelocityMLP(nn.Module):
     hidden_sizes: Sequence[int] = (256, 256, 256)
     activation: str = "silu"
     time_embedding_dim: int = 32
+    param_dtype: Any = jnp.float32
 
     @nn.compact
     def __call__(self, t: jax.Array, x: jax.Array) -> jax.Array:
@@ -56,6 +58,8 @@ class VelocityMLP(nn.Module):
         flat = x.reshape(x.shape[0], -1)
         h = jnp.concatenate([flat, sinusoidal_embedding(t, self.time_embedding_dim)], axis=-1)
         for width in self.hidden_sizes:
-            h = act(nn.Dense(width)(h))
-        out = nn.Dense(flat.shape[1], kernel_init=nn.initializers.zeros_init())(h)
+            h = act(nn.Dense(width, param_dtype=self.param_dtype)(h))
+        out = nn.Dense(
+            flat.shape[1], kernel_init=nn.initializers.zeros_init(), param_dtype=self.param_dtype
+        )(h)
         return out.reshape(x.shape)

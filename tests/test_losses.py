@@ -1,0 +1,117 @@
+"""The quadratic loss at the exact Gaussian field (PAPER sections 3 and 7)."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from interflow_jax import densities, gaussian, losses
+from interflow_jax.interpolants import LINEAR, TRIGONOMETRIC
+from interflow_jax.time_sampling import make_time_sampler
+
+MEAN = np.array([1.0, -0.5])
+COV = np.array([[1.5, 0.6], [0.6, 0.8]])
+
+
+def _params(shift=0.0):
+    return {"mean": jnp.asarray(MEAN) + shift, "cov": jnp.asarray(COV)}
+
+
+def _target(key, n):
+    return jax.random.multivariate_normal(key, jnp.asarray(MEAN), jnp.asarray(COV), (n,))
+
+
+def _loss(interpolant, estimator="plain", **kwargs):
+    return losses.make_velocity_loss(
+        gaussian.make_gaussian_velocity(interpolant),
+        interpolant,
+        make_time_sampler(),
+        base=densities.standard_gaussian((2,)),
+        estimator=estimator,
+        **kwargs,
+    )
+
+
+def _repeat(fn, num=12):
+    values = [fn(jax.random.key(i)) for i in range(num)]
+    stacked = jax.tree_util.tree_map(lambda *v: np.stack(v), *values)
+    mean = jax.tree_util.tree_map(lambda v: v.mean(0), stacked)
+    stderr = jax.tree_util.tree_map(lambda v: v.std(0, ddof=1) / np.sqrt(num), stacked)
+    return mean, stderr
+
+
+@pytest.mark.parametrize("interpolant", [TRIGONOMETRIC, LINEAR], ids=lambda i: i.name)
+def test_loss_at_exact_field_is_minus_path_length(interpolant, x64):
+    loss_fn = _loss(interpolant)
+
+    def run(key):
+        loss, metrics = loss_fn(_params(), {"x1": _target(key, 50_000)}, jax.random.fold_in(key, 1))
+        return {"loss": loss, "gap": metrics["convergence_gap"]}
+
+    mean, stderr = _repeat(run)
+    path_length = float(gaussian.gaussian_path_length(interpolant, _params()["mean"], _params()["cov"]))
+    assert abs(mean["loss"] + path_length) < 4 * stderr["loss"] + 1e-6
+    assert abs(mean["gap"]) < 4 * stderr["gap"] + 1e-6
+    # ... and a wrong field has a clearly higher loss and a positive gap.
+    wrong, _ = loss_fn(_params(0.5), {"x1": _target(jax.random.key(99), 50_000)}, jax.random.key(7))
+    assert float(wrong) > -path_length + 0.1
+
+
+def test_gradient_vanishes_at_exact_field_only(x64):
+    loss_fn = _loss(TRIGONOMETRIC)
+
+    def grad_at(shift):
+        def run(key):
+            batch = {"x1": _target(key, 50_000)}
+            return jax.grad(lambda p: loss_fn(p, batch, jax.random.fold_in(key, 1))[0])(
+                _params(shift)
+            )
+
+        return _repeat(run)
+
+    mean, stderr = grad_at(0.0)
+    for name in ("mean", "cov"):
+        assert np.all(np.abs(mean[name]) < 4 * stderr[name] + 1e-9), (name, mean[name])
+    mean, stderr = grad_at(0.3)
+    assert np.any(np.abs(mean["mean"]) > 10 * stderr["mean"])
+
+
+def test_all_pairs_estimator_has_the_same_expectation(x64):
+    loss_fn = _loss(TRIGONOMETRIC, "all_pairs", num_times=16, num_base_samples=64)
+
+    def run(key):
+        loss, _ = loss_fn(_params(), {"x1": _target(key, 64)}, jax.random.fold_in(key, 1))
+        return loss
+
+    mean, stderr = _repeat(run, num=200)
+    path_length = float(gaussian.gaussian_path_length(TRIGONOMETRIC, _params()["mean"], _params()["cov"]))
+    assert abs(mean + path_length) < 4 * stderr
+
+
+def test_all_pairs_pairs_every_base_with_every_target():
+    x0 = jnp.arange(3.0)[:, None] * jnp.ones((3, 2))
+    x1 = 10 + jnp.arange(4.0)[:, None] * jnp.ones((4, 2))
+    x_t, dx_t, times = losses._all_pairs(LINEAR, jnp.array([0.0, 1.0]), x0, x1, None)
+    assert x_t.shape == (2 * 3 * 4, 2) and times.shape == (24,)
+    np.testing.assert_allclose(x_t[:12, 0], np.repeat(np.arange(3.0), 4))
+    np.testing.assert_allclose(x_t[12:, 0], np.tile(10 + np.arange(4.0), 3))
+    np.testing.assert_allclose(dx_t[:, 0], np.tile(10 + np.arange(4.0), 6) - np.repeat(np.tile(np.arange(3.0), 2), 4))
+
+
+def test_path_length_estimate_matches_closed_form(x64):
+    field = gaussian.make_gaussian_velocity(LINEAR)
+    x0 = jax.random.normal(jax.random.key(0), (20_000, 2))
+    x1 = _target(jax.random.key(1), 20_000)
+    estimate, stderr = losses.estimate_path_length(field, _params(), LINEAR, x0, x1, num_times=200)
+    exact = gaussian.gaussian_path_length(LINEAR, _params()["mean"], _params()["cov"])
+    assert abs(float(estimate - exact)) < 4 * float(stderr) + 2e-3
+
+
+def test_missing_base_and_bad_estimator_raise():
+    loss_fn = losses.make_velocity_loss(
+        gaussian.make_gaussian_velocity(LINEAR), LINEAR, make_time_sampler()
+    )
+    with pytest.raises(ValueError, match="no 'x0'"):
+        loss_fn(_params(), {"x1": jnp.zeros((4, 2))}, jax.random.key(0))
+    with pytest.raises(ValueError, match="'mse'"):
+        _loss(LINEAR, estimator="mse")
