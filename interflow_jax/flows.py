@@ -67,6 +67,9 @@ class ODEOptions(NamedTuple):
     adjoint: Any = None
 
 
+DEFAULT_ODE_OPTIONS = ODEOptions()
+
+
 class TransportOutput(NamedTuple):
     x: jax.Array
     nfe: jax.Array
@@ -126,7 +129,7 @@ def _batched_time(s, x):
     return jnp.full((x.shape[0],), s, dtype=x.dtype)
 
 
-def make_transport(field: VelocityField, options: ODEOptions = ODEOptions()):
+def make_transport(field: VelocityField, options: ODEOptions = DEFAULT_ODE_OPTIONS):
     """Return jitted `transport(params, x, t0, t1) -> TransportOutput`.
 
     Carries samples x (batch, *dims) of rho_{t0} to rho_{t1} along dX/dt = v_t(X):
@@ -145,7 +148,7 @@ def make_transport(field: VelocityField, options: ODEOptions = ODEOptions()):
     return transport
 
 
-def make_trajectories(field: VelocityField, options: ODEOptions = ODEOptions()):
+def make_trajectories(field: VelocityField, options: ODEOptions = DEFAULT_ODE_OPTIONS):
     """Return jitted `trajectories(params, x0, save_times) -> (T, batch, *dims)`, X at each time.
 
     `save_times` (T,) must be monotone; the solve runs from save_times[0] to save_times[-1].
@@ -157,7 +160,9 @@ def make_trajectories(field: VelocityField, options: ODEOptions = ODEOptions()):
 
     @jax.jit
     def trajectories(params, x0, save_times):
-        path, _ = solve(vector_field, x0, save_times[0], save_times[-1], params, options, save_times)
+        path, _ = solve(
+            vector_field, x0, save_times[0], save_times[-1], params, options, save_times
+        )
         return path
 
     return trajectories
@@ -207,7 +212,7 @@ def _divergence_fn(field, divergence_kind):
 def make_log_prob(
     field: VelocityField,
     base: Density,
-    options: ODEOptions = ODEOptions(),
+    options: ODEOptions = DEFAULT_ODE_OPTIONS,
     divergence_kind: str = "exact",
     num_probes: int = 1,
     probe_kind: str = "rademacher",
@@ -246,7 +251,7 @@ def make_log_prob(
 def make_sample_with_log_prob(
     field: VelocityField,
     base: Density,
-    options: ODEOptions = ODEOptions(),
+    options: ODEOptions = DEFAULT_ODE_OPTIONS,
     divergence_kind: str = "exact",
     num_probes: int = 1,
     probe_kind: str = "rademacher",
@@ -329,7 +334,7 @@ def _require(fn, base):
 def make_flow(
     field: VelocityField,
     base: Density,
-    options: ODEOptions = ODEOptions(),
+    options: ODEOptions = DEFAULT_ODE_OPTIONS,
     divergence_kind: str = "exact",
     num_probes: int = 1,
     probe_kind: str = "rademacher",

@@ -103,5 +103,7 @@ def interpolate(interpolant: Interpolant, t, x0, x1, params: Any = None):
         raise ValueError(f"x0 and x1 must have one shape; got {x0.shape} and {x1.shape}.")
     if t.shape != x0.shape[:1]:
         raise ValueError(f"t must have shape (batch,) = {x0.shape[:1]}; got {t.shape}.")
-    a, b, da, db = (broadcast_time(c, x0) for c in coefficients_and_derivatives(interpolant, t, params))
+    a, b, da, db = (
+        broadcast_time(c, x0) for c in coefficients_and_derivatives(interpolant, t, params)
+    )
     return a * x0 + b * x1, da * x0 + db * x1

@@ -49,7 +49,9 @@ def test_exact_log_prob_matches_gaussian(t, x64):
     x = jax.random.normal(jax.random.key(2), (200, 3)) * 1.5 + 0.3
     mean_t, cov_t = gaussian.gaussian_marginal(TRIGONOMETRIC, t, params["mean"], params["cov"])
     out = flow.log_prob(params, x, t=t)
-    np.testing.assert_allclose(out.log_prob, gaussian.gaussian_log_prob(x, mean_t, cov_t), atol=1e-4)
+    np.testing.assert_allclose(
+        out.log_prob, gaussian.gaussian_log_prob(x, mean_t, cov_t), atol=1e-4
+    )
     assert float(jnp.max(out.standard_error)) == 0.0
     assert int(out.nfe) > 0
 
@@ -142,6 +144,8 @@ def test_bad_inputs_raise_clear_errors():
     with pytest.raises(ValueError, match="num_samples"):
         flow.sample(params, jax.random.key(0), 0)
     with pytest.raises(ValueError, match="'rk4'"):
-        flows.make_transport(gaussian.make_gaussian_velocity(TRIGONOMETRIC), flows.ODEOptions("rk4"))
+        flows.make_transport(
+            gaussian.make_gaussian_velocity(TRIGONOMETRIC), flows.ODEOptions("rk4")
+        )
     with pytest.raises(ValueError, match="'sinkhorn'"):
         _setup(divergence_kind="sinkhorn")

@@ -49,7 +49,9 @@ def test_loss_at_exact_field_is_minus_path_length(interpolant, x64):
         return {"loss": loss, "gap": metrics["convergence_gap"]}
 
     mean, stderr = _repeat(run)
-    path_length = float(gaussian.gaussian_path_length(interpolant, _params()["mean"], _params()["cov"]))
+    path_length = float(
+        gaussian.gaussian_path_length(interpolant, _params()["mean"], _params()["cov"])
+    )
     assert abs(mean["loss"] + path_length) < 4 * stderr["loss"] + 1e-6
     assert abs(mean["gap"]) < 4 * stderr["gap"] + 1e-6
     # ... and a wrong field has a clearly higher loss and a positive gap.
@@ -84,7 +86,9 @@ def test_all_pairs_estimator_has_the_same_expectation(x64):
         return loss
 
     mean, stderr = _repeat(run, num=200)
-    path_length = float(gaussian.gaussian_path_length(TRIGONOMETRIC, _params()["mean"], _params()["cov"]))
+    path_length = float(
+        gaussian.gaussian_path_length(TRIGONOMETRIC, _params()["mean"], _params()["cov"])
+    )
     assert abs(mean + path_length) < 4 * stderr
 
 
@@ -95,7 +99,9 @@ def test_all_pairs_pairs_every_base_with_every_target():
     assert x_t.shape == (2 * 3 * 4, 2) and times.shape == (24,)
     np.testing.assert_allclose(x_t[:12, 0], np.repeat(np.arange(3.0), 4))
     np.testing.assert_allclose(x_t[12:, 0], np.tile(10 + np.arange(4.0), 3))
-    np.testing.assert_allclose(dx_t[:, 0], np.tile(10 + np.arange(4.0), 6) - np.repeat(np.tile(np.arange(3.0), 2), 4))
+    np.testing.assert_allclose(
+        dx_t[:, 0], np.tile(10 + np.arange(4.0), 6) - np.repeat(np.tile(np.arange(3.0), 2), 4)
+    )
 
 
 def test_path_length_estimate_matches_closed_form(x64):

@@ -50,7 +50,9 @@ def test_sharded_step_equals_single_device_step(x64):
     single, _ = _run(sharding.make_mesh(jax.devices()[:1]))
     sharded, _ = _run(sharding.make_mesh())
     assert int(sharded.step) == 12
-    for a, b in zip(jax.tree_util.tree_leaves(single), jax.tree_util.tree_leaves(sharded), strict=True):
+    for a, b in zip(
+        jax.tree_util.tree_leaves(single), jax.tree_util.tree_leaves(sharded), strict=True
+    ):
         np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12)
     moved = jax.tree_util.tree_leaves(single.params)[0]
     start = jax.tree_util.tree_leaves(_pieces()[1].params)[0]
@@ -77,7 +79,11 @@ def test_nonfinite_loss_freezes_state_and_records_step():
     assert int(state.nonfinite_step) == 2 and int(state.step) == 2
     state, _ = jitted(state, good, jax.random.key(3))  # stays frozen afterwards
     assert int(state.step) == 2 and int(state.nonfinite_step) == 2
-    for x, y in zip(jax.tree_util.tree_leaves(before.params), jax.tree_util.tree_leaves(state.params), strict=True):
+    for x, y in zip(
+        jax.tree_util.tree_leaves(before.params),
+        jax.tree_util.tree_leaves(state.params),
+        strict=True,
+    ):
         np.testing.assert_array_equal(x, y)
 
 
@@ -101,7 +107,9 @@ def test_checkpoint_round_trip(tmp_path):
     restored, config = ckpt.restore(checkpoint.abstract_like(state))
     ckpt.close()
     assert config == {"note": "round trip", "sizes": [1, 2]}
-    for a, b in zip(jax.tree_util.tree_leaves(state), jax.tree_util.tree_leaves(restored), strict=True):
+    for a, b in zip(
+        jax.tree_util.tree_leaves(state), jax.tree_util.tree_leaves(restored), strict=True
+    ):
         np.testing.assert_array_equal(a, b)
         assert a.sharding == b.sharding
 

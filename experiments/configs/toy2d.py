@@ -84,10 +84,19 @@ def _shrink(config) -> None:
     config.model.hidden_sizes = (32, 32)
     config.optimizer.warmup_steps = 5
     config.training.update(
-        num_steps=40, batch_size=256, steps_per_call=10, log_every=10,
-        checkpoint_every=20, eval_every=20,
+        num_steps=40,
+        batch_size=256,
+        steps_per_call=10,
+        log_every=10,
+        checkpoint_every=20,
+        eval_every=20,
     )
     config.eval.update(
-        num_test_points=600, chunk_size=300, grid_size=20, num_plot_samples=500,
-        num_trajectories=20, rtol=1e-3, atol=1e-3,
+        num_test_points=600,
+        chunk_size=300,
+        grid_size=20,
+        num_plot_samples=500,
+        num_trajectories=20,
+        rtol=1e-3,
+        atol=1e-3,
     )

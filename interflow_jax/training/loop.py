@@ -8,6 +8,7 @@ latest checkpoint to exactly the result of an uninterrupted run.
 from __future__ import annotations
 
 import json
+import logging as pylogging
 import os
 import time
 
@@ -18,6 +19,17 @@ from tqdm.auto import tqdm
 
 from interflow_jax.training import checkpoint, evaluation, metrics_log, setup, sharding
 from interflow_jax.training.step import make_multi_step, make_train_step
+
+
+class _DropLibraryChatter(pylogging.Filter):
+    """Hide orbax's per-save INFO lines; its warnings and errors still show."""
+
+    def filter(self, record):
+        return record.levelno >= pylogging.WARNING or "orbax" not in record.pathname
+
+
+def quiet_checkpoint_logs() -> None:
+    pylogging.getLogger("absl").addFilter(_DropLibraryChatter())
 
 
 def check_schedule(training) -> None:
@@ -77,8 +89,13 @@ def log_train(workdir, step, metrics, rate, bar) -> None:
     record = {k: float(v) for k, v in jax.device_get(metrics).items()}
     record.update(step=step, steps_per_second=rate)
     bar.set_postfix(loss=f"{record['loss']:.4f}", gap=f"{record['convergence_gap']:.4f}")
-    logging.info("step %d loss %.5f gap %.5f (%.1f steps/s)", step, record["loss"],
-                 record["convergence_gap"], rate)
+    logging.info(
+        "step %d loss %.5f gap %.5f (%.1f steps/s)",
+        step,
+        record["loss"],
+        record["convergence_gap"],
+        rate,
+    )
     if jax.process_index() == 0:
         metrics_log.append(workdir, record)
 
@@ -86,7 +103,9 @@ def log_train(workdir, step, metrics, rate, bar) -> None:
 def log_eval(config, workdir, step, state, flow, test_x) -> None:
     params = state.ema_params if config.eval.use_ema else state.params
     result, _ = evaluation.test_nll(config, flow, params, test_x)
-    logging.info("step %d test NLL %.4f +- %.4f", step, result["test_nll"], result["test_nll_stderr"])
+    logging.info(
+        "step %d test NLL %.4f +- %.4f", step, result["test_nll"], result["test_nll_stderr"]
+    )
     if jax.process_index() == 0:
         metrics_log.append(workdir, {"step": step, **result})
 
@@ -95,6 +114,7 @@ def train_and_evaluate(config, workdir: str) -> dict:
     """Train per `config`, checkpointing into `workdir`, then evaluate; returns metrics."""
     training = config.training
     check_schedule(training)
+    quiet_checkpoint_logs()
     os.makedirs(workdir, exist_ok=True)
     mesh = sharding.make_mesh()
     sharding.check_divisible(training.batch_size, mesh, "training.batch_size")
@@ -109,6 +129,8 @@ def train_and_evaluate(config, workdir: str) -> dict:
     has_density = problem.base.log_prob is not None
     test_x = evaluation.test_points(config, problem, config.eval.chunk_size)
     config_dict = json.loads(config.to_json())
+    if jax.process_index() == 0:
+        checkpoint.write_json_atomic(os.path.join(workdir, "config.json"), config_dict)
     step = int(state.step)
     bar = tqdm(total=training.num_steps, initial=step, desc="train", unit="step", mininterval=2)
     last_time, last_step = time.perf_counter(), step
@@ -123,6 +145,7 @@ def train_and_evaluate(config, workdir: str) -> dict:
             last_time, last_step = now, step
         if has_density and step % training.eval_every == 0:
             log_eval(config, workdir, step, state, flow, test_x)
+            last_time = time.perf_counter()  # keep evaluation out of steps/s
         if step % training.checkpoint_every == 0 or step == training.num_steps:
             raise_if_nonfinite(state, ckpt)
             ckpt.save(step, state, config_dict)

@@ -44,7 +44,9 @@ def make_train_step(loss_fn: Callable, optimizer: optax.GradientTransformation, 
         finite = _all_finite((loss, grads)) & (state.nonfinite_step < 0)
         updated = state.replace(step=state.step + 1, params=params, opt_state=opt_state)
         updated = _select(finite, updated.replace(ema_params=ema), state)
-        first_bad = jnp.where(finite | (state.nonfinite_step >= 0), state.nonfinite_step, state.step)
+        first_bad = jnp.where(
+            finite | (state.nonfinite_step >= 0), state.nonfinite_step, state.step
+        )
         metrics = dict(metrics, grad_norm=optax.tree.norm(grads))
         return updated.replace(nonfinite_step=first_bad), metrics
 
