@@ -38,16 +38,24 @@ def _run(command, timeout=300):
 def test_train_and_evaluate_binaries_end_to_end(tmp_path):
     workdir = str(tmp_path / "run")
     _run(_train_command(workdir))
-    for name in ("metrics.json", "metrics.jsonl", "samples.png", "density.png",
-                 "trajectories.png", "curves.png", "config.json"):
+    for name in (
+        "metrics.json",
+        "metrics.jsonl",
+        "samples.png",
+        "density.png",
+        "trajectories.png",
+        "curves.png",
+        "config.json",
+    ):
         assert os.path.exists(os.path.join(workdir, name)), name
     with open(os.path.join(workdir, "metrics.json")) as f:
         metrics = json.load(f)
     assert np.isfinite(metrics["test_nll"]) and metrics["nfe_per_solve"] > 0
     assert abs(metrics["true_nll"] - np.log(32)) < 1e-5
-    out = _run([sys.executable, os.path.join(ROOT, "experiments", "evaluate.py"),
-                f"--workdir={workdir}"])
-    again = json.loads(out.stdout[out.stdout.index("{"):])
+    out = _run(
+        [sys.executable, os.path.join(ROOT, "experiments", "evaluate.py"), f"--workdir={workdir}"]
+    )
+    again = json.loads(out.stdout[out.stdout.index("{") :])
     assert again["test_nll"] == pytest.approx(metrics["test_nll"], abs=1e-4)
 
 
@@ -66,8 +74,12 @@ def test_sigkill_then_resume_matches_uninterrupted_run(tmp_path):
     _run(_train_command(reference, arg, *overrides))
 
     interrupted = str(tmp_path / "interrupted")
-    process = subprocess.Popen(_train_command(interrupted, arg, *overrides), cwd=ROOT,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(
+        _train_command(interrupted, arg, *overrides),
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     first = os.path.join(interrupted, "checkpoints", "40")
     deadline = time.time() + 240
     while not os.path.isdir(first) and process.poll() is None and time.time() < deadline:
@@ -85,8 +97,10 @@ def test_sigkill_then_resume_matches_uninterrupted_run(tmp_path):
     assert int(a.step) == int(b.step) == 600
     for x, y in zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b), strict=True):
         np.testing.assert_array_equal(x, y)
-    with open(os.path.join(reference, "metrics.json")) as f, \
-            open(os.path.join(interrupted, "metrics.json")) as g:
+    with (
+        open(os.path.join(reference, "metrics.json")) as f,
+        open(os.path.join(interrupted, "metrics.json")) as g,
+    ):
         assert json.load(f)["test_nll"] == json.load(g)["test_nll"]
 
 

@@ -42,6 +42,7 @@ def _run(mesh, num_calls=3, steps_per_call=4, scale=1.0):
     jitted = jax.jit(multi, out_shardings=(sharding.replicated(mesh),) * 2)
     for _ in range(num_calls):
         state, metrics = jitted(state)
+    assert jitted._cache_size() == 1  # compiled once, however many calls
     return state, metrics
 
 

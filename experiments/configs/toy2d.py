@@ -70,7 +70,7 @@ def get_config(arg: str = "checkerboard") -> ml_collections.ConfigDict:
             "num_steps": 100,  # fixed-step solvers only
             "chunk_size": 5_000,
             "use_ema": True,
-            "grid_size": 200,
+            "grid_size": 160,
             "num_plot_samples": 20_000,
             "num_trajectories": 300,
         }
