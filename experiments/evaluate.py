@@ -2,10 +2,12 @@
 
   python experiments/evaluate.py --workdir=runs/checkerboard
   python experiments/evaluate.py --workdir=runs/checkerboard \
-      --config.eval.divergence=hutchinson --config.eval.num_probes=8
+      --config=experiments/configs/toy2d.py:checkerboard \
+      --config.eval.divergence=hutchinson --config.eval.num_probes=8 \
+      --metrics_name=metrics_hutchinson.json --nofigures
 
-Without --config the config stored with the checkpoint is used; --config.* flags
-override it.
+Without --config the config stored with the checkpoint is used; with it, --config.*
+flags can change the evaluation settings.
 """
 
 import json
@@ -19,6 +21,10 @@ from interflow_jax.training.evaluation import evaluate
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Config file (default: the saved one).")
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory a training run wrote.")
+_METRICS_NAME = flags.DEFINE_string(
+    "metrics_name", "metrics.json", "File in the workdir that receives the results."
+)
+_FIGURES = flags.DEFINE_bool("figures", True, "Also write samples, density and trajectories.")
 flags.mark_flags_as_required(["workdir"])
 
 
@@ -30,7 +36,9 @@ def main(argv):
         ckpt = Checkpointer(_WORKDIR.value)
         config = config_from_dict(ckpt.restore_config())
         ckpt.close()
-    results = evaluate(config, _WORKDIR.value)
+    results = evaluate(
+        config, _WORKDIR.value, metrics_name=_METRICS_NAME.value, figures=_FIGURES.value
+    )
     logging.info("results: %s", json.dumps(results, indent=2))
     print(json.dumps(results, indent=2))
 

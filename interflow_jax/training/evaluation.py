@@ -103,8 +103,18 @@ def restore_params(config, workdir, use_ema: bool):
     return state.ema_params if use_ema else state.params, int(state.step)
 
 
-def evaluate(config, workdir: str, params=None, step: int | None = None) -> dict:
-    """Test NLL, samples and figures for the model in `workdir` (or the given params)."""
+def evaluate(
+    config,
+    workdir: str,
+    params=None,
+    step: int | None = None,
+    metrics_name: str = "metrics.json",
+    figures: bool = True,
+) -> dict:
+    """Test NLL, samples and figures for the model in `workdir` (or the given params).
+
+    Results go to `<workdir>/<metrics_name>`; figures are skipped with figures=False.
+    """
     problem = setup.build_problem(config)
     _, field = setup.build_model(config)
     if params is None:
@@ -117,6 +127,7 @@ def evaluate(config, workdir: str, params=None, step: int | None = None) -> dict
         results.update(nll_metrics, **true_cross_entropy(problem, x, nll))
         logging.info("test NLL %.4f +- %.4f nats", results["test_nll"], results["test_nll_stderr"])
     if jax.process_index() == 0:
-        checkpoint.write_json_atomic(os.path.join(workdir, "metrics.json"), results)
+        checkpoint.write_json_atomic(os.path.join(workdir, metrics_name), results)
+    if figures and jax.process_index() == 0:
         write_figures(config, workdir, problem, flow, field, params, results.get("true_nll"))
     return results
