@@ -78,3 +78,29 @@ def plot_curves(records: list[dict], path: str, true_nll: float | None = None) -
     axes[1].set_xlabel("step")
     axes[1].set_title("test NLL (nats)")
     _save(fig, path)
+
+
+def plot_interpolant_coefficients(t, curves: dict, path: str) -> None:
+    """a(t) and b(t) of several interpolants: curves {name: (a (T,), b (T,))}."""
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    for name, (a, b) in curves.items():
+        axes[0].plot(t, a, label=name)
+        axes[1].plot(t, b, label=name)
+    for ax, title in zip(axes, ("a(t)", "b(t)"), strict=True):
+        ax.set_xlabel("t")
+        ax.set_title(title)
+        ax.legend()
+    _save(fig, path)
+
+
+def plot_path_length(records: list[dict], path: str, reference: dict | None = None) -> None:
+    """The path-length estimate E|v|^2 (t ~ U[0, 1]) over training, with reference lines."""
+    fig, ax = plt.subplots(figsize=(6, 4))
+    train = [r for r in records if "velocity_sq" in r]
+    ax.plot([r["step"] for r in train], [r["velocity_sq"] for r in train], label="E|v|^2")
+    for (name, value), style in zip((reference or {}).items(), ("--", ":", "-."), strict=False):
+        ax.axhline(value, ls=style, color="k", label=f"{name} {value:.3f}")
+    ax.set_xlabel("step")
+    ax.set_title("path length estimate")
+    ax.legend()
+    _save(fig, path)

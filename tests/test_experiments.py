@@ -155,3 +155,40 @@ def test_bad_config_values_raise(tmp_path, path, value, match):
     target[field] = value
     with pytest.raises(ValueError, match=match):
         train_and_evaluate(config, str(tmp_path))
+
+
+def test_optimal_interpolant_sde_and_sample_binaries(tmp_path):
+    workdir = str(tmp_path / "oi")
+    config = os.path.join(ROOT, "experiments", "configs", "optimal_interpolant.py")
+    _run(
+        [
+            sys.executable,
+            os.path.join(ROOT, "experiments", "train.py"),
+            f"--config={config}:gaussian,smoke",
+            f"--workdir={workdir}",
+            "--config.eval.sde.enabled=True",
+        ]
+    )
+    with open(os.path.join(workdir, "metrics.json")) as f:
+        metrics = json.load(f)
+    assert metrics["w2_squared"] == pytest.approx(5.5)
+    assert metrics["path_length_exact_linear"] > metrics["w2_squared"]
+    assert metrics["path_length_exact_trigonometric"] > metrics["path_length_exact_linear"]
+    assert np.isfinite(metrics["energy_distance_sde"]) and np.isfinite(
+        metrics["energy_distance_ode"]
+    )
+    for name in ("interpolant.png", "path_length.png", "samples_sde.png"):
+        assert os.path.exists(os.path.join(workdir, name)), name
+    _run(
+        [
+            sys.executable,
+            os.path.join(ROOT, "experiments", "sample.py"),
+            f"--workdir={workdir}",
+            "--num_samples=200",
+            "--sde",
+            "--sde_steps=10",
+            "--t_end=0.9",
+        ]
+    )
+    samples = np.load(os.path.join(workdir, "samples_sde.npy"))
+    assert samples.shape == (200, 2) and np.all(np.isfinite(samples))

@@ -34,7 +34,19 @@ def get_config(arg: str = "checkerboard") -> ml_collections.ConfigDict:
     config.base = ml_collections.ConfigDict(
         {"kind": "toy2d" if base else "standard_gaussian", "name": base or ""}
     )
-    config.interpolant = "trigonometric"  # the paper's default
+    config.interpolant = "trigonometric"  # the paper's default; or 'linear', 'learnable'
+    # Used when interpolant == 'learnable' (PAPER section 5): a, b = base pair + sine series
+    # with `num_terms` terms each, trained by gradient ascent of G (max-min), one update
+    # per `inner_steps` velocity steps; learn_base adds a learnable Gaussian base.
+    config.learnable = ml_collections.ConfigDict(
+        {
+            "base": "linear",
+            "num_terms": 8,
+            "learning_rate": 1e-3,
+            "inner_steps": 1,
+            "learn_base": False,
+        }
+    )
     config.time_sampler = ml_collections.ConfigDict(
         {"kind": "uniform", "alpha": 1.0, "beta": 1.0, "t_min": 0.0, "t_max": 1.0}
     )
@@ -73,6 +85,19 @@ def get_config(arg: str = "checkerboard") -> ml_collections.ConfigDict:
             "grid_size": 160,
             "num_plot_samples": 20_000,
             "num_trajectories": 300,
+            "num_path_length_pairs": 20_000,
+            "num_energy_points": 2_000,
+            # SDE sampling from the velocity's score (PAPER section 6), off by default.
+            "sde": ml_collections.ConfigDict(
+                {
+                    "enabled": False,
+                    "eps_schedule": "vanishing",  # or 'constant'
+                    "eps": 1.0,
+                    "solver": "heun",  # or 'euler_maruyama', 'shark'
+                    "num_steps": 500,
+                    "t_end": 0.99,
+                }
+            ),
         }
     )
     if smoke:
@@ -97,6 +122,9 @@ def _shrink(config) -> None:
         grid_size=20,
         num_plot_samples=500,
         num_trajectories=20,
+        num_path_length_pairs=500,
+        sde=dict(num_steps=20, t_end=0.95),
+        num_energy_points=300,
         rtol=1e-3,
         atol=1e-3,
     )

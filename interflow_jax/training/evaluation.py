@@ -15,7 +15,16 @@ import jax.numpy as jnp
 import numpy as np
 from absl import logging
 
-from interflow_jax import flows, plotting
+from interflow_jax import (
+    diffusion,
+    flows,
+    gaussian,
+    interpolants,
+    learnable,
+    losses,
+    plotting,
+    sample_quality,
+)
 from interflow_jax.training import checkpoint, metrics_log, setup
 
 TEST_KEY_OFFSET = 10**6  # test points come from fold_in(seed_key, this): never trained on
@@ -62,35 +71,143 @@ def true_cross_entropy(problem, x, model_nll):
     }
 
 
-def _grid(size: int):
-    xs = np.linspace(EXTENT[0], EXTENT[1], size)
-    ys = np.linspace(EXTENT[2], EXTENT[3], size)
+def _grid(size: int, extent=EXTENT):
+    xs = np.linspace(extent[0], extent[1], size)
+    ys = np.linspace(extent[2], extent[3], size)
     mesh = np.stack(np.meshgrid(xs, ys), axis=-1).reshape(-1, 2)
     return jnp.asarray(mesh, dtype=jnp.result_type(float))
 
 
-def write_figures(config, workdir, problem, flow, field, params, true_nll=None):
+def draw_samples(config, problem, flow, field, params):
+    """ODE samples (and SDE samples when config.eval.sde.enabled) with energy distances."""
     ev = config.eval
     key = jax.random.fold_in(setup.seed_key(config), TEST_KEY_OFFSET + 2)
-    samples = flow.sample(params, key, ev.num_plot_samples).x
     data = test_points(config, problem, ev.num_plot_samples)
-    plotting.plot_samples(samples, data, os.path.join(workdir, "samples.png"), EXTENT)
-    x0 = problem.base.sample(jax.random.fold_in(key, 1), ev.num_trajectories)
+    samples = {"ode": flow.sample(params, key, ev.num_plot_samples).x}
+    if ev.sde.enabled:
+        samples["sde"] = sde_samples(config, problem, field, params, jax.random.fold_in(key, 3))
+    n = min(ev.num_energy_points, ev.num_plot_samples)
+    metrics = {
+        f"energy_distance_{kind}": float(sample_quality.energy_distance(x[:n], data[:n]))
+        for kind, x in samples.items()
+    }
+    return samples, data, metrics
+
+
+def sde_samples(config, problem, field, params, key):
+    """X_{t_end} from dX = [v + eps s] dt + sqrt(2 eps) dW (PAPER section 6)."""
+    spec = config.eval.sde
+    schedules = {"constant": diffusion.constant_eps, "vanishing": diffusion.vanishing_eps}
+    if spec.eps_schedule not in schedules:
+        raise ValueError(
+            f"eval.sde.eps_schedule must be one of {sorted(schedules)}; got {spec.eps_schedule!r}."
+        )
+    interpolant, _ = setup.build_interpolant(config)
+    sampler = diffusion.make_sde_sampler(
+        field,
+        interpolant,
+        schedules[spec.eps_schedule](spec.eps),
+        spec.solver,
+        spec.num_steps,
+        spec.t_end,
+    )
+    x0 = setup.base_for(params, problem).sample(
+        jax.random.fold_in(key, 1), config.eval.num_plot_samples
+    )
+    return sampler(params, x0, key, params.get("interpolant"))
+
+
+def path_length_metrics(config, problem, field, params):
+    """int E|v^_t(x_t)|^2 dt of the trained field (any interpolant), and for a Gaussian
+    target the exact path lengths of the trig, linear and (learned) interpolants and W2^2."""
+    interpolant, _ = setup.build_interpolant(config)
+    key = jax.random.fold_in(setup.seed_key(config), TEST_KEY_OFFSET + 4)
+    n = config.eval.num_path_length_pairs
+    x0 = setup.base_for(params, problem).sample(key, n)
+    x1 = problem.sample_data(jax.random.fold_in(key, 1), n)
+    estimate, stderr = losses.estimate_path_length(
+        field, params, interpolant, x0, x1, interpolant_params=params.get("interpolant")
+    )
+    results = {"path_length": float(estimate), "path_length_stderr": float(stderr)}
+    if config.data.kind == "gaussian" and "base" not in params:
+        results.update(gaussian_reference_lengths(config, interpolant, params))
+    return results
+
+
+def gaussian_reference_lengths(config, interpolant, params):
+    mean = jnp.asarray(config.data.mean, jnp.result_type(float))
+    cov = config.data.scale**2 * jnp.eye(mean.shape[0], dtype=mean.dtype)
+    exact = {
+        "w2_squared": float(mean @ mean + mean.shape[0] * (1 - config.data.scale) ** 2),
+        "path_length_exact_trigonometric": float(
+            gaussian.gaussian_path_length(interpolants.TRIGONOMETRIC, mean, cov)
+        ),
+        "path_length_exact_linear": float(
+            gaussian.gaussian_path_length(interpolants.LINEAR, mean, cov)
+        ),
+    }
+    if "interpolant" in params:
+        bound = learnable.bind_params(interpolant, params["interpolant"])
+        exact["path_length_exact_learned"] = float(gaussian.gaussian_path_length(bound, mean, cov))
+    return exact
+
+
+def write_figures(config, workdir, problem, flow, field, params, samples, data, results):
+    ev = config.eval
+    extent = EXTENT if config.data.kind == "toy2d" else extent_of(data)
+    for kind, x in samples.items():
+        name = "samples.png" if kind == "ode" else f"samples_{kind}.png"
+        plotting.plot_samples(x, data, os.path.join(workdir, name), extent)
+    key = jax.random.fold_in(setup.seed_key(config), TEST_KEY_OFFSET + 5)
+    x0 = flow.base.sample(key, ev.num_trajectories)
     paths = flows.make_trajectories(field, setup.build_ode_options(ev))(
         params, x0, jnp.linspace(0.0, 1.0, 64, dtype=x0.dtype)
     )
-    plotting.plot_trajectories(paths, os.path.join(workdir, "trajectories.png"), EXTENT)
-    if problem.base.log_prob is not None:
-        grid = _grid(ev.grid_size)
-        log_prob, _, _ = flows.log_prob_in_chunks(flow, params, grid, ev.chunk_size)
-        shape = (ev.grid_size, ev.grid_size)
-        model = np.exp(np.asarray(log_prob)).reshape(shape)
-        truth = None
-        if problem.true_log_prob is not None:
-            truth = np.exp(np.asarray(problem.true_log_prob(grid))).reshape(shape)
-        plotting.plot_density(model, truth, EXTENT, os.path.join(workdir, "density.png"))
+    plotting.plot_trajectories(paths, os.path.join(workdir, "trajectories.png"), extent)
+    if flow.base.log_prob is not None:
+        write_density(config, workdir, problem, flow, params, extent)
     records = metrics_log.read(workdir)
-    plotting.plot_curves(records, os.path.join(workdir, "curves.png"), true_nll)
+    plotting.plot_curves(records, os.path.join(workdir, "curves.png"), results.get("true_nll"))
+    references = {
+        k: results[k] for k in ("w2_squared", "path_length_exact_trigonometric") if k in results
+    }
+    plotting.plot_path_length(records, os.path.join(workdir, "path_length.png"), references)
+    if "interpolant" in params:
+        write_interpolant_figure(config, workdir, params)
+
+
+def extent_of(points):
+    points = np.asarray(points)
+    low, high = np.percentile(points, 0.5, axis=0), np.percentile(points, 99.5, axis=0)
+    pad = 0.5 + 0.1 * (high - low)
+    lo, hi = min(low - pad), max(high + pad)
+    return (float(lo), float(hi), float(lo), float(hi))
+
+
+def write_density(config, workdir, problem, flow, params, extent):
+    ev = config.eval
+    grid = _grid(ev.grid_size, extent)
+    log_prob, _, _ = flows.log_prob_in_chunks(flow, params, grid, ev.chunk_size)
+    shape = (ev.grid_size, ev.grid_size)
+    model = np.exp(np.asarray(log_prob)).reshape(shape)
+    truth = None
+    if problem.true_log_prob is not None:
+        truth = np.exp(np.asarray(problem.true_log_prob(grid))).reshape(shape)
+    plotting.plot_density(model, truth, extent, os.path.join(workdir, "density.png"))
+
+
+def write_interpolant_figure(config, workdir, params):
+    interpolant, _ = setup.build_interpolant(config)
+    t = jnp.linspace(0.0, 1.0, 201)
+    curves = {
+        "learned": interpolant.coefficients(t, params["interpolant"]),
+        "trigonometric": interpolants.TRIGONOMETRIC.coefficients(t),
+        "linear": interpolants.LINEAR.coefficients(t),
+    }
+    if config.data.kind == "gaussian":
+        s = config.data.scale
+        curves["optimal (Gaussian)"] = (jnp.sqrt((1 - t) ** 2 + 2 * s * t * (1 - t)), t)
+    plotting.plot_interpolant_coefficients(t, curves, os.path.join(workdir, "interpolant.png"))
 
 
 def restore_params(config, workdir, use_ema: bool):
@@ -119,15 +236,18 @@ def evaluate(
     _, field = setup.build_model(config)
     if params is None:
         params, step = restore_params(config, workdir, config.eval.use_ema)
-    flow = setup.build_flow(config, field, problem.base)
+    flow = setup.build_flow(config, field, setup.base_for(params, problem))
     results = {"step": step, "divergence": config.eval.divergence, "solver": config.eval.solver}
-    if problem.base.log_prob is not None:
+    if flow.base.log_prob is not None:
         x = test_points(config, problem, config.eval.num_test_points)
         nll_metrics, nll = test_nll(config, flow, params, x)
         results.update(nll_metrics, **true_cross_entropy(problem, x, nll))
         logging.info("test NLL %.4f +- %.4f nats", results["test_nll"], results["test_nll_stderr"])
+    results.update(path_length_metrics(config, problem, field, params))
+    samples, data, sample_metrics = draw_samples(config, problem, flow, field, params)
+    results.update(sample_metrics)
     if jax.process_index() == 0:
         checkpoint.write_json_atomic(os.path.join(workdir, metrics_name), results)
     if figures and jax.process_index() == 0:
-        write_figures(config, workdir, problem, flow, field, params, results.get("true_nll"))
+        write_figures(config, workdir, problem, flow, field, params, samples, data, results)
     return results

@@ -102,12 +102,18 @@ def log_train(workdir, step, metrics, rate, bar) -> None:
 
 def log_eval(config, workdir, step, state, flow, test_x) -> None:
     params = state.ema_params if config.eval.use_ema else state.params
+    if "base" in params:  # a learned base changes as it trains: bind its current value
+        flow = setup.build_flow(config, flow_field(config), setup.base_for(params, None))
     result, _ = evaluation.test_nll(config, flow, params, test_x)
     logging.info(
         "step %d test NLL %.4f +- %.4f", step, result["test_nll"], result["test_nll_stderr"]
     )
     if jax.process_index() == 0:
         metrics_log.append(workdir, {"step": step, **result})
+
+
+def flow_field(config):
+    return setup.build_model(config)[1]
 
 
 def train_and_evaluate(config, workdir: str) -> dict:

@@ -9,13 +9,17 @@ from __future__ import annotations
 from typing import Any, NamedTuple
 
 import jax
+import jax.numpy as jnp
+import optax
 
-from interflow_jax import densities, flows, interpolants, losses, time_sampling
+from interflow_jax import densities, flows, interpolants, learnable, losses, time_sampling
 from interflow_jax.checks import check_positive_int
 from interflow_jax.data import toy2d
 from interflow_jax.models import VelocityMLP, as_field, init_params
 from interflow_jax.training import optimizer as optimizer_lib
 from interflow_jax.training.state import create_train_state
+
+LEARNABLE = "learnable"
 
 
 class Problem(NamedTuple):
@@ -29,10 +33,26 @@ class Problem(NamedTuple):
 
 
 def build_problem(config) -> Problem:
-    if config.data.kind != "toy2d":
-        raise ValueError(f"config.data.kind must be 'toy2d'; got {config.data.kind!r}.")
-    target = toy2d.get_dataset(config.data.name)
-    return Problem((2,), build_base(config, (2,)), target.sample, target.log_prob, target.name)
+    kind = config.data.kind
+    if kind == "toy2d":
+        target = toy2d.get_dataset(config.data.name)
+        return Problem((2,), build_base(config, (2,)), target.sample, target.log_prob, target.name)
+    if kind == "gaussian":
+        target = gaussian_target(config)
+        shape = target.event_shape
+        return Problem(shape, build_base(config, shape), target.sample, target.log_prob, "gaussian")
+    raise ValueError(f"config.data.kind must be 'toy2d' or 'gaussian'; got {kind!r}.")
+
+
+def gaussian_target(config) -> densities.Density:
+    """N(mean, scale^2 I) from config.data.mean (d,) and config.data.scale > 0."""
+    mean = jnp.asarray(config.data.mean, dtype=jnp.result_type(float))
+    if mean.ndim != 1 or not config.data.scale > 0:
+        raise ValueError(
+            f"gaussian data needs a mean vector and a positive scale; got mean="
+            f"{config.data.mean}, scale={config.data.scale}."
+        )
+    return densities.diagonal_gaussian(mean, config.data.scale * jnp.ones_like(mean))
 
 
 def build_base(config, event_shape) -> densities.Density:
@@ -46,7 +66,7 @@ def build_base(config, event_shape) -> densities.Density:
 
 
 def build_model(config):
-    """(flax module, field(t, x, params))."""
+    """(flax module, field(t, x, params)) with the network's weights at params['velocity']."""
     model = config.model
     if not model.hidden_sizes or any(int(w) < 1 for w in model.hidden_sizes):
         raise ValueError(f"model.hidden_sizes must be positive widths; got {model.hidden_sizes}.")
@@ -55,21 +75,54 @@ def build_model(config):
         activation=model.activation,
         time_embedding_dim=model.time_embedding_dim,
     )
-    return module, as_field(module)
+    network = as_field(module)
+
+    def field(t, x, params):
+        return network(t, x, params["velocity"])
+
+    return module, field
+
+
+def is_learnable(config) -> bool:
+    return config.interpolant == LEARNABLE
+
+
+def build_interpolant(config):
+    """(Interpolant, initial interpolant params or None)."""
+    if is_learnable(config):
+        spec = config.learnable
+        return learnable.make_learnable_interpolant(spec.base, spec.num_terms)
+    return interpolants.get_interpolant(config.interpolant), None
 
 
 def build_loss(config, field, base):
+    """loss_fn(params, batch, key) over params {'velocity', 'interpolant'?, 'base'?}.
+
+    A learnable Gaussian base (params['base']) is sampled by reparameterisation, so the
+    max-min game can move it (PAPER section 5).
+    """
     ts = config.time_sampler
     sampler = time_sampling.make_time_sampler(ts.kind, ts.alpha, ts.beta, ts.t_min, ts.t_max)
-    return losses.make_velocity_loss(
+    interpolant, _ = build_interpolant(config)
+    num_base_samples = config.loss.num_base_samples or None
+    core = losses.make_velocity_loss(
         field,
-        interpolants.get_interpolant(config.interpolant),
+        interpolant,
         sampler,
         base=base,
         estimator=config.loss.estimator,
         num_times=check_positive_int(config.loss.num_times, "loss.num_times"),
-        num_base_samples=config.loss.num_base_samples or None,
+        num_base_samples=num_base_samples,
     )
+
+    def loss_fn(params, batch, key):
+        if "base" in params and "x0" not in batch:
+            n = num_base_samples or batch["x1"].shape[0]
+            x0 = learnable.gaussian_base_sample(params["base"], jax.random.fold_in(key, 7), n)
+            batch = dict(batch, x0=x0)
+        return core(params, batch, key, params.get("interpolant"))
+
+    return loss_fn
 
 
 def build_ode_options(eval_config) -> flows.ODEOptions:
@@ -100,26 +153,58 @@ def seed_key(config) -> jax.Array:
 
 
 def build_optimizer(config):
+    """AdamW for params['velocity']; for learned parts ('interpolant', 'base') gradient
+    *ascent* with Adam (cosine-decayed rate), one update per `learnable.inner_steps` steps (the max-min game of
+    PAPER section 5: min over v, max over the interpolant)."""
     opt, training = config.optimizer, config.training
-    return optimizer_lib.make_optimizer(
+    velocity = optimizer_lib.make_optimizer(
         opt.learning_rate,
         opt.warmup_steps,
         check_positive_int(training.num_steps, "training.num_steps"),
         opt.grad_clip_norm,
         opt.weight_decay,
     )
+    if not is_learnable(config):
+        return optax.multi_transform({"velocity": velocity}, _labels)
+    spec = config.learnable
+    if not spec.learning_rate > 0:
+        raise ValueError(f"learnable.learning_rate must be positive; got {spec.learning_rate}.")
+    every = check_positive_int(spec.inner_steps, "learnable.inner_steps")
+    # cosine decay to 0 over the run's outer updates: anneals the game's noise
+    schedule = optax.cosine_decay_schedule(spec.learning_rate, max(training.num_steps // every, 1))
+    ascent = optax.chain(optax.scale(-1.0), optax.adam(schedule))
+    outer = optax.MultiSteps(ascent, every_k_schedule=every)
+    return optax.multi_transform({"velocity": velocity, "outer": outer}, _labels)
+
+
+def _labels(params):
+    return {name: ("velocity" if name == "velocity" else "outer") for name in params}
 
 
 def make_init_state(config, event_shape):
     """Return a no-argument function building the initial TrainState (for jit/eval_shape)."""
     module, _ = build_model(config)
     optimizer = build_optimizer(config)
+    _, interpolant_params = build_interpolant(config)
+    learn_base = is_learnable(config) and config.learnable.learn_base
 
     def init():
-        params = init_params(module, jax.random.fold_in(seed_key(config), 1), event_shape)
+        key = jax.random.fold_in(seed_key(config), 1)
+        params = {"velocity": init_params(module, key, event_shape)}
+        if interpolant_params is not None:
+            params["interpolant"] = interpolant_params
+        if learn_base:
+            params["base"] = learnable.learnable_gaussian_base_params(event_shape[0])
         return create_train_state(params, optimizer)
 
     return init
+
+
+def base_for(params, problem) -> densities.Density:
+    """The base density: a learned Gaussian when params hold one, else the problem's."""
+    if "base" in params:
+        return learnable.as_density(params["base"])
+    return problem.base
 
 
 def abstract_state(config):

@@ -1,0 +1,74 @@
+"""Draw samples from a trained flow: the probability-flow ODE or the SDE (PAPER s. 4, 6).
+
+  python experiments/sample.py --workdir=runs/checkerboard --num_samples=10000
+  python experiments/sample.py --workdir=runs/checkerboard --sde --eps=0.5 \
+      --eps_schedule=constant --sde_solver=euler_maruyama --t_end=0.98
+
+Writes <workdir>/samples_<method>.npy and a PNG beside it (2-D data).
+"""
+
+import os
+
+import jax
+import numpy as np
+from absl import app, flags, logging
+
+from interflow_jax import plotting
+from interflow_jax.training import evaluation, setup
+from interflow_jax.training.checkpoint import Checkpointer
+from interflow_jax.training.config_io import config_from_dict
+
+_WORKDIR = flags.DEFINE_string("workdir", None, "Directory a training run wrote.")
+_NUM = flags.DEFINE_integer("num_samples", 10_000, "How many samples.")
+_SEED = flags.DEFINE_integer("seed", 0, "Sampling seed.")
+_SDE = flags.DEFINE_bool("sde", False, "Sample the SDE dX = [v + eps s] dt + sqrt(2 eps) dW.")
+_EPS = flags.DEFINE_float("eps", 1.0, "Diffusion strength eps (SDE only).")
+_SCHEDULE = flags.DEFINE_enum("eps_schedule", "vanishing", ["constant", "vanishing"], "eps(t).")
+_SOLVER = flags.DEFINE_enum("sde_solver", "heun", ["euler_maruyama", "heun", "shark"], "Solver.")
+_STEPS = flags.DEFINE_integer("sde_steps", 500, "Fixed SDE steps.")
+_T_END = flags.DEFINE_float("t_end", 0.99, "SDE stopping time, short of the singular t = 1.")
+_EMA = flags.DEFINE_bool("ema", True, "Use the EMA parameters.")
+flags.mark_flags_as_required(["workdir"])
+
+
+def _config(workdir):
+    ckpt = Checkpointer(workdir)
+    config = config_from_dict(ckpt.restore_config())
+    ckpt.close()
+    config.unlock()
+    config.eval.use_ema = _EMA.value
+    config.eval.num_plot_samples = _NUM.value
+    config.eval.sde.update(
+        enabled=_SDE.value,
+        eps=_EPS.value,
+        eps_schedule=_SCHEDULE.value,
+        solver=_SOLVER.value,
+        num_steps=_STEPS.value,
+        t_end=_T_END.value,
+    )
+    return config
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    config = _config(_WORKDIR.value)
+    problem = setup.build_problem(config)
+    _, field = setup.build_model(config)
+    params, _ = evaluation.restore_params(config, _WORKDIR.value, config.eval.use_ema)
+    key = jax.random.key(_SEED.value)
+    if _SDE.value:
+        method, x = "sde", evaluation.sde_samples(config, problem, field, params, key)
+    else:
+        flow = setup.build_flow(config, field, setup.base_for(params, problem))
+        method, x = "ode", flow.sample(params, key, _NUM.value).x
+    path = os.path.join(_WORKDIR.value, f"samples_{method}.npy")
+    np.save(path, np.asarray(x))
+    if x.shape[1:] == (2,):
+        data = evaluation.test_points(config, problem, _NUM.value)
+        plotting.plot_samples(x, data, path.replace(".npy", ".png"), evaluation.extent_of(data))
+    logging.info("wrote %s", path)
+
+
+if __name__ == "__main__":
+    app.run(main)
