@@ -209,6 +209,21 @@ def _divergence_fn(field, divergence_kind):
     raise ValueError(f"divergence must be 'exact' or 'hutchinson'; got {divergence_kind!r}.")
 
 
+def _augmented_vector_field(field, options, divergence_kind, num_probes, probe_kind, sign):
+    """Check the settings; return (vector field of (X, L) with dL/ds = sign div v, k probes)."""
+    check_ode_options(options)
+    check_positive_int(num_probes, "num_probes")
+    divergence.check_probe_kind(probe_kind)
+    div_fn = _divergence_fn(field, divergence_kind)
+
+    def vector_field(s, state, args):
+        params, probes = args
+        value, div = div_fn(s, state[0], params, probes)
+        return value, sign * div
+
+    return vector_field, (num_probes if divergence_kind == "hutchinson" else 1)
+
+
 def make_log_prob(
     field: VelocityField,
     base: Density,
@@ -224,25 +239,17 @@ def make_log_prob(
     log-likelihood estimate, the output is their mean with standard error std/sqrt(k).
     `key` is needed for Hutchinson only.
     """
-    check_ode_options(options)
-    check_positive_int(num_probes, "num_probes")
     base_log_prob = require_log_prob(base)
-    div_fn = _divergence_fn(field, divergence_kind)
-    divergence.check_probe_kind(probe_kind)
-
-    def vector_field(s, state, args):
-        params, probes = args
-        value, div = div_fn(s, state[0], params, probes)
-        return value, div
+    vector_field, k = _augmented_vector_field(
+        field, options, divergence_kind, num_probes, probe_kind, sign=1.0
+    )
 
     @jax.jit
     def log_prob(params, x, t, key):
-        k = num_probes if divergence_kind == "hutchinson" else 1
         probes = divergence.sample_probes(key, k, x.shape, x.dtype, probe_kind)
         delta0 = jnp.zeros((k, x.shape[0]), x.dtype)
         (x0, delta), nfe = solve(vector_field, (x, delta0), t, 0.0, (params, probes), options)
-        estimates = base_log_prob(x0)[None] + delta
-        mean, stderr = divergence.mean_and_standard_error(estimates)
+        mean, stderr = divergence.mean_and_standard_error(base_log_prob(x0)[None] + delta)
         return LogProbOutput(mean, stderr, nfe)
 
     return log_prob
@@ -261,20 +268,13 @@ def make_sample_with_log_prob(
     From X_0 = x0 ~ rho0, L_0 = log rho0(x0), integrate dX/ds = v, dL/ds = -div v to 1:
     X_1 is a sample and L_1 its model log-density log rho_1(X_1).
     """
-    check_ode_options(options)
-    check_positive_int(num_probes, "num_probes")
     base_log_prob = require_log_prob(base)
-    div_fn = _divergence_fn(field, divergence_kind)
-    divergence.check_probe_kind(probe_kind)
-
-    def vector_field(s, state, args):
-        params, probes = args
-        value, div = div_fn(s, state[0], params, probes)
-        return value, -div
+    vector_field, k = _augmented_vector_field(
+        field, options, divergence_kind, num_probes, probe_kind, sign=-1.0
+    )
 
     @jax.jit
     def sample_with_log_prob(params, x0, key):
-        k = num_probes if divergence_kind == "hutchinson" else 1
         probes = divergence.sample_probes(key, k, x0.shape, x0.dtype, probe_kind)
         logp0 = jnp.broadcast_to(base_log_prob(x0), (k, x0.shape[0]))
         (x1, logp1), nfe = solve(vector_field, (x0, logp0), 0.0, 1.0, (params, probes), options)

@@ -90,10 +90,11 @@ def log_train(workdir, step, metrics, rate, bar) -> None:
     record.update(step=step, steps_per_second=rate)
     bar.set_postfix(loss=f"{record['loss']:.4f}", gap=f"{record['convergence_gap']:.4f}")
     logging.info(
-        "step %d loss %.5f gap %.5f (%.1f steps/s)",
+        "step %d loss %.5f gap %.5f path length E|v|^2 %.4f (%.1f steps/s)",
         step,
         record["loss"],
         record["convergence_gap"],
+        record["velocity_sq"],
         rate,
     )
     if jax.process_index() == 0:

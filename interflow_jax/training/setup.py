@@ -153,9 +153,12 @@ def seed_key(config) -> jax.Array:
 
 
 def build_optimizer(config):
-    """AdamW for params['velocity']; for learned parts ('interpolant', 'base') gradient
-    *ascent* with Adam (cosine-decayed rate), one update per `learnable.inner_steps` steps (the max-min game of
-    PAPER section 5: min over v, max over the interpolant)."""
+    """AdamW for params['velocity']; gradient *ascent* for the learned parts.
+
+    The learned parts ('interpolant', 'base') take Adam ascent steps at a cosine-decayed
+    rate, one per `learnable.inner_steps` steps: the max-min game of PAPER section 5
+    (min over v, max over the interpolant).
+    """
     opt, training = config.optimizer, config.training
     velocity = optimizer_lib.make_optimizer(
         opt.learning_rate,
