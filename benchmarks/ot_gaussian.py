@@ -37,14 +37,20 @@ def main():
     costs = [discrete_ot_cost(args.num_points, seed) for seed in range(args.seeds)]
     w2 = float(MEAN @ MEAN + 2 * (1 - SCALE) ** 2)
     print(f"closed-form W2^2                       {w2:.4f}")
-    print(f"discrete OT (ot.emd2), n={args.num_points}, {args.seeds} seeds  "
-          f"{np.mean(costs):.4f} +- {np.std(costs, ddof=1) / np.sqrt(len(costs)):.4f}  {costs}")
+    print(
+        f"discrete OT (ot.emd2), n={args.num_points}, {args.seeds} seeds  "
+        f"{np.mean(costs):.4f} +- {np.std(costs, ddof=1) / np.sqrt(len(costs)):.4f}  {costs}"
+    )
     path = os.path.join(args.workdir, "metrics.json")
     if os.path.exists(path):
         with open(path) as f:
             metrics = json.load(f)
-        for key in ("path_length", "path_length_exact_learned",
-                    "path_length_exact_linear", "path_length_exact_trigonometric"):
+        for key in (
+            "path_length",
+            "path_length_exact_learned",
+            "path_length_exact_linear",
+            "path_length_exact_trigonometric",
+        ):
             if key in metrics:
                 print(f"{key:38s} {metrics[key]:.4f}  ({metrics[key] / w2 - 1:+.2%} vs W2^2)")
 

@@ -49,5 +49,13 @@ def test_learnable_state_and_loss():
     _, field = setup.build_model(config)
     loss_fn = setup.build_loss(config, field, problem.base)
     batch = {"x1": problem.sample_data(jax.random.key(0), 64)}
-    grads = jax.grad(lambda p: loss_fn(p, batch, jax.random.key(1))[0])(state.params)
+    # The output layer starts at zero (v = 0 makes G blind to x0): move off it first.
+    leaves, treedef = jax.tree_util.tree_flatten(state.params["velocity"])
+    keys = jax.random.split(jax.random.key(2), len(leaves))
+    noisy = [
+        leaf + 0.1 * jax.random.normal(k, leaf.shape) for leaf, k in zip(leaves, keys, strict=True)
+    ]
+    params = dict(state.params, velocity=jax.tree_util.tree_unflatten(treedef, noisy))
+    grads = jax.grad(lambda p: loss_fn(p, batch, jax.random.key(1))[0])(params)
     assert float(jnp.abs(grads["base"]["mean"]).sum()) > 0  # the base is in the game
+    assert float(jnp.abs(grads["interpolant"]["alpha"]).sum()) > 0
