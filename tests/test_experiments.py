@@ -192,3 +192,13 @@ def test_optimal_interpolant_sde_and_sample_binaries(tmp_path):
     )
     samples = np.load(os.path.join(workdir, "samples_sde.npy"))
     assert samples.shape == (200, 2) and np.all(np.isfinite(samples))
+
+
+def test_mixture_benchmark_smoke_run_reports_gap_to_truth(tmp_path):
+    from experiments.configs import mixture as mixture_config
+
+    results = train_and_evaluate(mixture_config.get_config("6,smoke"), str(tmp_path))
+    assert results["num_test_points"] == 600
+    assert np.isfinite(results["nll_gap"]) and results["nll_gap_stderr"] > 0
+    assert results["true_nll"] == pytest.approx(results["test_nll"] - results["nll_gap"])
+    assert os.path.exists(os.path.join(str(tmp_path), "samples.png"))

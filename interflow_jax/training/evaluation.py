@@ -153,18 +153,20 @@ def gaussian_reference_lengths(config, interpolant, params):
 
 
 def write_figures(config, workdir, problem, flow, field, params, samples, data, results):
+    """Figures of the first two coordinates (all of them in 2-D); the density in 2-D only."""
     ev = config.eval
+    data = data[:, :2]
     extent = EXTENT if config.data.kind == "toy2d" else extent_of(data)
     for kind, x in samples.items():
         name = "samples.png" if kind == "ode" else f"samples_{kind}.png"
-        plotting.plot_samples(x, data, os.path.join(workdir, name), extent)
+        plotting.plot_samples(x[:, :2], data, os.path.join(workdir, name), extent)
     key = jax.random.fold_in(setup.seed_key(config), TEST_KEY_OFFSET + 5)
     x0 = flow.base.sample(key, ev.num_trajectories)
     paths = flows.make_trajectories(field, setup.build_ode_options(ev))(
         params, x0, jnp.linspace(0.0, 1.0, 64, dtype=x0.dtype)
     )
-    plotting.plot_trajectories(paths, os.path.join(workdir, "trajectories.png"), extent)
-    if flow.base.log_prob is not None:
+    plotting.plot_trajectories(paths[..., :2], os.path.join(workdir, "trajectories.png"), extent)
+    if flow.base.log_prob is not None and problem.event_shape == (2,):
         write_density(config, workdir, problem, flow, params, extent)
     records = metrics_log.read(workdir)
     plotting.plot_curves(records, os.path.join(workdir, "curves.png"), results.get("true_nll"))

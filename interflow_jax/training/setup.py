@@ -14,7 +14,7 @@ import optax
 
 from interflow_jax import densities, flows, interpolants, learnable, losses, time_sampling
 from interflow_jax.checks import check_positive_int
-from interflow_jax.data import toy2d
+from interflow_jax.data import mixtures, toy2d
 from interflow_jax.models import VelocityMLP, as_field, init_params
 from interflow_jax.training import optimizer as optimizer_lib
 from interflow_jax.training.state import create_train_state
@@ -41,7 +41,13 @@ def build_problem(config) -> Problem:
         target = gaussian_target(config)
         shape = target.event_shape
         return Problem(shape, build_base(config, shape), target.sample, target.log_prob, "gaussian")
-    raise ValueError(f"config.data.kind must be 'toy2d' or 'gaussian'; got {kind!r}.")
+    if kind == "mixture":
+        target = mixtures.make_gaussian_mixture(check_positive_int(config.data.dim, "data.dim"))
+        shape = (target.dim,)
+        return Problem(
+            shape, build_base(config, shape), target.sample, target.log_prob, target.name
+        )
+    raise ValueError(f"config.data.kind must be 'toy2d', 'gaussian' or 'mixture'; got {kind!r}.")
 
 
 def gaussian_target(config) -> densities.Density:
