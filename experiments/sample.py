@@ -55,7 +55,9 @@ def main(argv):
     config = _config(_WORKDIR.value)
     problem = setup.build_problem(config)
     _, field = setup.build_model(config)
-    params, _ = evaluation.restore_params(config, _WORKDIR.value, config.eval.use_ema)
+    params, _, _ = evaluation.restore_params(
+        config, _WORKDIR.value, config.eval.use_ema, config.eval.select_best
+    )
     key = jax.random.key(_SEED.value)
     if _SDE.value:
         method, x = "sde", evaluation.sde_samples(config, problem, field, params, key)

@@ -59,10 +59,10 @@ def plot_trajectories(paths, path: str, extent=(-4.5, 4.5, -4.5, 4.5)) -> None:
 
 
 def plot_curves(records: list[dict], path: str, true_nll: float | None = None) -> None:
-    """Training loss (and convergence gap) and test NLL against step, from metrics records."""
+    """Training loss (and convergence gap) and validation NLL against step, from records."""
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
     train = [r for r in records if "loss" in r]
-    evals = [r for r in records if "test_nll" in r]
+    evals = [r for r in records if "validation_nll" in r]
     if train:
         steps = [r["step"] for r in train]
         axes[0].plot(steps, [r["loss"] for r in train], label="G (loss)")
@@ -71,12 +71,12 @@ def plot_curves(records: list[dict], path: str, true_nll: float | None = None) -
     axes[0].set_xlabel("step")
     axes[0].set_title("training loss")
     if evals:
-        axes[1].plot([r["step"] for r in evals], [r["test_nll"] for r in evals], "o-")
+        axes[1].plot([r["step"] for r in evals], [r["validation_nll"] for r in evals], "o-")
     if true_nll is not None:
         axes[1].axhline(true_nll, color="k", ls="--", label=f"true {true_nll:.3f}")
         axes[1].legend()
     axes[1].set_xlabel("step")
-    axes[1].set_title("test NLL (nats)")
+    axes[1].set_title("validation NLL (nats)")
     _save(fig, path)
 
 

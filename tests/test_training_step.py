@@ -34,7 +34,8 @@ def _pieces(batch_size=64, scale=1.0):
 def _run(mesh, num_calls=3, steps_per_call=4, scale=1.0):
     step, state, batch_fn = _pieces(scale=scale)
 
-    def constrained(key):
+    def constrained(key, data):
+        assert data is None  # drawn in the graph
         return sharding.constrain_batch(batch_fn(key), mesh)
 
     multi = make_multi_step(step, constrained, jax.random.key(1), steps_per_call)

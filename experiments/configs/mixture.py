@@ -1,38 +1,48 @@
 """Exact-density benchmarks: fixed-seed Gaussian mixtures with random full covariances at
 the tabular data sets' dimensions (PAPER section 8: d = 6, 8, 21, 43, 63).
 
-Usage: --config=experiments/configs/mixture.py:DIM[,smoke]. The true test
+Usage: --config=experiments/configs/mixture.py:DIM[,smoke][,train=N]. The true test
 cross-entropy is known, so `nll_gap` in metrics.json (model NLL minus truth, paired on
 the same test points) measures quality with no download. Training draws fresh samples
-each step (an infinite training set).
+each step (an infinite training set), or, with train=N, reads a finite training set of
+N points on the host in epochs, as for the tabular data. The validation NLL is computed
+every training.eval_every steps and the best-validation checkpoint is evaluated.
 
 Sizes are our choice (the paper's tabular MLPs are not specified in detail): widths
 grow with d.
 """
 
-import importlib.util
-import pathlib
-
-_TOY2D = pathlib.Path(__file__).with_name("toy2d.py")
+from interflow_jax.training.config_io import sibling_config
 
 
-def _toy2d_config(arg: str):
-    spec = importlib.util.spec_from_file_location("_toy2d_config", _TOY2D)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.get_config(arg)
+def _parse(arg: str):
+    parts = [p for p in (arg or "").split(",") if p]
+    dim = int(next((p for p in parts if p.isdigit()), "6"))
+    num_train = int(next((p.split("=", 1)[1] for p in parts if p.startswith("train=")), 0))
+    return dim, "smoke" in parts, num_train
 
 
 def get_config(arg: str = "6"):
-    parts = [p for p in (arg or "").split(",") if p]
-    dim = int(next((p for p in parts if p.isdigit()), "6"))
-    smoke = "smoke" in parts
-    config = _toy2d_config("checkerboard" + (",smoke" if smoke else ""))
-    config.data = {"kind": "mixture", "name": f"mixture{dim}", "dim": dim}
+    dim, smoke, num_train = _parse(arg)
+    config = sibling_config(__file__, "toy2d", "checkerboard" + (",smoke" if smoke else ""))
+    config.data = {
+        "kind": "mixture",
+        "name": f"mixture{dim}",
+        "dim": dim,
+        "num_train": num_train,  # 0: fresh samples every step
+        "num_validation": 10_000 if not smoke else 300,
+        "num_test": 10_000 if not smoke else 600,
+    }
+    config.eval.select_best = True
     if smoke:
         return config
     width = 256 if dim <= 8 else 512
     config.model.hidden_sizes = (width, width, width)
     config.training.update(num_steps=20_000, batch_size=1024, eval_every=5_000)
-    config.eval.update(num_test_points=10_000, chunk_size=2_000, num_plot_samples=5_000)
+    config.eval.update(
+        num_test_points=10_000,
+        num_validation_points=2_000,
+        chunk_size=2_000,
+        num_plot_samples=5_000,
+    )
     return config

@@ -11,17 +11,7 @@ pair plus 8 sine terms each for a and b, and Adam ascent on the interpolant at a
 learning rate below the network's so that the network tracks the inner minimum.
 """
 
-import importlib.util
-import pathlib
-
-_TOY2D = pathlib.Path(__file__).with_name("toy2d.py")
-
-
-def _toy2d_config(arg: str):
-    spec = importlib.util.spec_from_file_location("_toy2d_config", _TOY2D)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.get_config(arg)
+from interflow_jax.training.config_io import sibling_config
 
 
 def get_config(arg: str = "gaussian"):
@@ -29,7 +19,7 @@ def get_config(arg: str = "gaussian"):
     problem = "checkerboard" if "checkerboard" in parts else "gaussian"
     fixed = next((p.split("=", 1)[1] for p in parts if p.startswith("fixed=")), None)
     smoke = "smoke" in parts
-    config = _toy2d_config("checkerboard" + (",smoke" if smoke else ""))
+    config = sibling_config(__file__, "toy2d", "checkerboard" + (",smoke" if smoke else ""))
     config.interpolant = fixed or "learnable"
     config.learnable.update(base="linear", num_terms=8, inner_steps=1)
     if problem == "gaussian":

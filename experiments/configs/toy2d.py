@@ -72,9 +72,15 @@ def get_config(arg: str = "checkerboard") -> ml_collections.ConfigDict:
     )
     config.eval = ml_collections.ConfigDict(
         {
-            "num_test_points": 20_000,
+            "num_test_points": 20_000,  # 0: the whole test split of a finite data set
+            "num_validation_points": 5_000,  # validation NLL every training.eval_every
+            # evaluate the best-validation checkpoint rather than the last (finite data)
+            "select_best": False,
             "divergence": "exact",  # or 'hutchinson'
             "num_probes": 1,
+            # > 0: also a Hutchinson NLL with this many probes on the same test points,
+            # reported with its paired difference to the exact NLL (estimator check)
+            "hutchinson_check_probes": 0,
             "probe_kind": "rademacher",
             "solver": "dopri5",
             "rtol": 1e-5,
@@ -118,6 +124,7 @@ def _shrink(config) -> None:
     )
     config.eval.update(
         num_test_points=600,
+        num_validation_points=300,
         chunk_size=300,
         grid_size=20,
         num_plot_samples=500,

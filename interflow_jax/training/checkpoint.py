@@ -15,21 +15,26 @@ import orbax.checkpoint as ocp
 
 
 class Checkpointer:
-    """Save/restore `TrainState` under `<workdir>/checkpoints`, config in each step."""
+    """Save/restore `TrainState` under `<workdir>/<name>`, config in each step.
 
-    def __init__(self, workdir: str, max_to_keep: int = 3):
-        directory = os.path.abspath(os.path.join(workdir, "checkpoints"))
+    name 'checkpoints' holds the latest states (resume); 'best' the best-validation one.
+    """
+
+    def __init__(self, workdir: str, max_to_keep: int = 3, name: str = "checkpoints"):
+        directory = os.path.abspath(os.path.join(workdir, name))
         options = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True)
         self.manager = ocp.CheckpointManager(directory, options=options)
 
     def latest_step(self) -> int | None:
         return self.manager.latest_step()
 
-    def save(self, step: int, state, config: dict) -> None:
-        args = ocp.args.Composite(
-            state=ocp.args.StandardSave(state), config=ocp.args.JsonSave(config)
-        )
-        self.manager.save(step, args=args, force=True)
+    def save(self, step: int, state, config: dict, extra: dict | None = None) -> None:
+        """Save atomically: the state, the config and optional JSON `extra` (e.g. the
+        validation NLL of a best checkpoint) land together or not at all."""
+        items = {"state": ocp.args.StandardSave(state), "config": ocp.args.JsonSave(config)}
+        if extra is not None:
+            items["extra"] = ocp.args.JsonSave(extra)
+        self.manager.save(step, args=ocp.args.Composite(**items), force=True)
         self.manager.wait_until_finished()
 
     def restore(self, abstract_state, step: int | None = None):
@@ -49,6 +54,14 @@ class Checkpointer:
             raise FileNotFoundError(f"No checkpoint found in {self.manager.directory}.")
         args = ocp.args.Composite(config=ocp.args.JsonRestore())
         return self.manager.restore(step, args=args).config
+
+    def restore_extra(self, step: int | None = None) -> dict | None:
+        """The `extra` JSON saved at `step` (default the latest), or None."""
+        step = self.latest_step() if step is None else step
+        if step is None:
+            return None
+        args = ocp.args.Composite(extra=ocp.args.JsonRestore())
+        return self.manager.restore(step, args=args).extra
 
     def close(self) -> None:
         self.manager.close()

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import importlib.util
+import pathlib
+
 import ml_collections
 
 
@@ -18,3 +21,18 @@ def config_from_dict(payload: dict) -> ml_collections.ConfigDict:
     config = ml_collections.ConfigDict(_tuples(payload))
     config.lock()
     return config
+
+
+def sibling_config(config_file: str, name: str, arg: str) -> ml_collections.ConfigDict:
+    """`get_config(arg)` of the config file `name`.py beside `config_file`.
+
+    Config files are loaded by path (config_flags), not as a package, so one config
+    builds on another this way: sibling_config(__file__, "toy2d", "checkerboard").
+    """
+    path = pathlib.Path(config_file).with_name(f"{name}.py")
+    if not path.is_file():
+        raise FileNotFoundError(f"No config file {path}.")
+    spec = importlib.util.spec_from_file_location(f"_config_{name}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.get_config(arg)

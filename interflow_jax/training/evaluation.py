@@ -25,15 +25,35 @@ from interflow_jax import (
     plotting,
     sample_quality,
 )
-from interflow_jax.training import checkpoint, metrics_log, setup
+from interflow_jax.checks import check_positive_int
+from interflow_jax.training import best, checkpoint, metrics_log, setup
 
 TEST_KEY_OFFSET = 10**6  # test points come from fold_in(seed_key, this): never trained on
+VALIDATION_KEY_OFFSET = 2 * 10**6  # validation points: disjoint draws from test and training
 EXTENT = (-4.5, 4.5, -4.5, 4.5)
 
 
+def _held_out(config, problem, split: str, offset: int, num_points: int):
+    """The first num_points of a finite split (all of it when num_points is 0), else fresh
+    draws from fold_in(seed_key, offset)."""
+    if problem.finite is not None:
+        x = getattr(problem.finite, split)
+        x = x[:num_points] if num_points else x
+        key = jax.random.fold_in(setup.seed_key(config), offset)
+        return problem.finite.preprocess(jnp.asarray(x), key)
+    if num_points < 1:
+        raise ValueError(f"A {split} set drawn from the target needs a positive size.")
+    return problem.sample_data(jax.random.fold_in(setup.seed_key(config), offset), num_points)
+
+
 def test_points(config, problem, num_points: int):
-    key = jax.random.fold_in(setup.seed_key(config), TEST_KEY_OFFSET)
-    return problem.sample_data(key, num_points)
+    """Test points (n, *event_shape): never used in training or model selection."""
+    return _held_out(config, problem, "test", TEST_KEY_OFFSET, num_points)
+
+
+def validation_points(config, problem, num_points: int):
+    """Validation points (n, *event_shape), for model selection during training."""
+    return _held_out(config, problem, "validation", VALIDATION_KEY_OFFSET, num_points)
 
 
 def test_nll(config, flow, params, x):
@@ -55,6 +75,33 @@ def test_nll(config, flow, params, x):
         "num_test_points": n,
         "eval_seconds": time.perf_counter() - start,
     }, nll
+
+
+def hutchinson_check(config, field, base, params, x, exact_nll):
+    """Hutchinson NLL (eval.hutchinson_check_probes probes) on the points of the exact one.
+
+    Reports its mean and the paired difference to the exact NLL with that difference's
+    standard error over points: an unbiased estimator differs by noise only, so the
+    difference should be within a few standard errors of 0.
+    """
+    ev = config.eval
+    flow = flows.make_flow(
+        field,
+        base,
+        setup.build_ode_options(ev),
+        divergence_kind="hutchinson",
+        num_probes=check_positive_int(ev.hutchinson_check_probes, "eval.hutchinson_check_probes"),
+        probe_kind=ev.probe_kind,
+    )
+    result, nll = test_nll(config, flow, params, x)
+    difference = nll - exact_nll
+    return {
+        "hutchinson_nll": result["test_nll"],
+        "hutchinson_probes": int(ev.hutchinson_check_probes),
+        "hutchinson_eval_seconds": result["eval_seconds"],
+        "hutchinson_minus_exact": float(difference.mean()),
+        "hutchinson_minus_exact_stderr": float(difference.std(ddof=1) / math.sqrt(nll.size)),
+    }
 
 
 def true_cross_entropy(problem, x, model_nll):
@@ -123,8 +170,11 @@ def path_length_metrics(config, problem, field, params):
     interpolant, _ = setup.build_interpolant(config)
     key = jax.random.fold_in(setup.seed_key(config), TEST_KEY_OFFSET + 4)
     n = config.eval.num_path_length_pairs
-    x0 = setup.base_for(params, problem).sample(key, n)
-    x1 = problem.sample_data(jax.random.fold_in(key, 1), n)
+    if problem.finite is None:
+        x1 = problem.sample_data(jax.random.fold_in(key, 1), n)
+    else:
+        x1 = test_points(config, problem, n)
+    x0 = setup.base_for(params, problem).sample(key, x1.shape[0])
     estimate, stderr = losses.estimate_path_length(
         field, params, interpolant, x0, x1, interpolant_params=params.get("interpolant")
     )
@@ -212,14 +262,19 @@ def write_interpolant_figure(config, workdir, params):
     plotting.plot_interpolant_coefficients(t, curves, os.path.join(workdir, "interpolant.png"))
 
 
-def restore_params(config, workdir, use_ema: bool):
-    """Parameters of the latest checkpoint in `workdir` (EMA or raw)."""
-    ckpt = checkpoint.Checkpointer(workdir)
-    if ckpt.latest_step() is None:
-        raise FileNotFoundError(f"No checkpoint in {workdir}/checkpoints; train first.")
-    state, _ = ckpt.restore(setup.abstract_state(config))
-    ckpt.close()
-    return state.ema_params if use_ema else state.params, int(state.step)
+def restore_params(config, workdir: str, use_ema: bool, select_best: bool = False):
+    """(params, step, how) of the checkpoint to evaluate: the best-validation one when
+    select_best and one exists, else the latest in `workdir` (EMA or raw)."""
+    for name, how in ((best.BEST_DIR, "best validation"), ("checkpoints", "latest")):
+        if name == best.BEST_DIR and not select_best:
+            continue
+        ckpt = checkpoint.Checkpointer(workdir, name=name)
+        if ckpt.latest_step() is not None:
+            state, _ = ckpt.restore(setup.abstract_state(config))
+            ckpt.close()
+            return (state.ema_params if use_ema else state.params), int(state.step), how
+        ckpt.close()
+    raise FileNotFoundError(f"No checkpoint in {workdir}/checkpoints; train first.")
 
 
 def evaluate(
@@ -236,14 +291,20 @@ def evaluate(
     """
     problem = setup.build_problem(config)
     _, field = setup.build_model(config)
+    selected = "given"
     if params is None:
-        params, step = restore_params(config, workdir, config.eval.use_ema)
+        params, step, selected = restore_params(
+            config, workdir, config.eval.use_ema, config.eval.select_best
+        )
     flow = setup.build_flow(config, field, setup.base_for(params, problem))
-    results = {"step": step, "divergence": config.eval.divergence, "solver": config.eval.solver}
+    results = {"step": step, "selected_checkpoint": selected}
+    results.update(divergence=config.eval.divergence, solver=config.eval.solver)
     if flow.base.log_prob is not None:
         x = test_points(config, problem, config.eval.num_test_points)
         nll_metrics, nll = test_nll(config, flow, params, x)
         results.update(nll_metrics, **true_cross_entropy(problem, x, nll))
+        if config.eval.divergence == "exact" and config.eval.get("hutchinson_check_probes", 0):
+            results.update(hutchinson_check(config, field, flow.base, params, x, nll))
         logging.info("test NLL %.4f +- %.4f nats", results["test_nll"], results["test_nll_stderr"])
     results.update(path_length_metrics(config, problem, field, params))
     samples, data, sample_metrics = draw_samples(config, problem, flow, field, params)

@@ -17,7 +17,15 @@ import numpy as np
 from absl import logging
 from tqdm.auto import tqdm
 
-from interflow_jax.training import checkpoint, evaluation, metrics_log, setup, sharding
+from interflow_jax.training import (
+    checkpoint,
+    evaluation,
+    host_input,
+    metrics_log,
+    setup,
+    sharding,
+)
+from interflow_jax.training.best import BestCheckpoint
 from interflow_jax.training.step import make_multi_step, make_train_step
 
 
@@ -47,12 +55,17 @@ def check_schedule(training) -> None:
 
 
 def build_multi_step(config, problem, field, mesh):
+    """The jitted call `(state, data) -> (state, metrics)` of training.steps_per_call steps;
+    data is None (drawn in the graph) or the host-read stack of a finite data set."""
     training = config.training
     loss_fn = setup.build_loss(config, field, problem.base)
     step = make_train_step(loss_fn, setup.build_optimizer(config), training.ema_decay)
 
-    def batch_fn(key):
-        batch = {"x1": problem.sample_data(key, training.batch_size)}
+    def batch_fn(key, data):
+        if data is None:
+            batch = {"x1": problem.sample_data(key, training.batch_size)}
+        else:
+            batch = {"x1": problem.finite.preprocess(data, key)}
         if problem.base.log_prob is None:  # data -> data: draw the base data set here
             batch["x0"] = problem.base.sample(jax.random.fold_in(key, 1), training.batch_size)
         return sharding.constrain_batch(batch, mesh)
@@ -60,6 +73,16 @@ def build_multi_step(config, problem, field, mesh):
     multi = make_multi_step(step, batch_fn, setup.seed_key(config), training.steps_per_call)
     replicated = sharding.replicated(mesh)
     return jax.jit(multi, out_shardings=(replicated, replicated), donate_argnums=0)
+
+
+def build_host_batches(config, problem, mesh):
+    """A host reader of the training set for finite data, else None."""
+    if problem.finite is None:
+        return None
+    training = config.training
+    return host_input.HostBatches(
+        problem.finite.train, training.steps_per_call, training.batch_size, config.seed, mesh
+    )
 
 
 def start_state(config, workdir, problem, mesh, ckpt):
@@ -101,16 +124,19 @@ def log_train(workdir, step, metrics, rate, bar) -> None:
         metrics_log.append(workdir, record)
 
 
-def log_eval(config, workdir, step, state, flow, test_x) -> None:
+def log_validation(config, workdir, step, state, flow, validation_x, best) -> None:
+    """Validation NLL of the evaluated parameters; keeps the best state (model selection)."""
     params = state.ema_params if config.eval.use_ema else state.params
     if "base" in params:  # a learned base changes as it trains: bind its current value
         flow = setup.build_flow(config, flow_field(config), setup.base_for(params, None))
-    result, _ = evaluation.test_nll(config, flow, params, test_x)
-    logging.info(
-        "step %d test NLL %.4f +- %.4f", step, result["test_nll"], result["test_nll_stderr"]
-    )
+    result, _ = evaluation.test_nll(config, flow, params, validation_x)
+    nll, stderr = result["test_nll"], result["test_nll_stderr"]
+    logging.info("step %d validation NLL %.4f +- %.4f", step, nll, stderr)
     if jax.process_index() == 0:
-        metrics_log.append(workdir, {"step": step, **result})
+        metrics_log.append(
+            workdir, {"step": step, "validation_nll": nll, "validation_nll_stderr": stderr}
+        )
+    best.offer(step, nll, state, json.loads(config.to_json()))
 
 
 def flow_field(config):
@@ -127,14 +153,18 @@ def train_and_evaluate(config, workdir: str) -> dict:
     sharding.check_divisible(training.batch_size, mesh, "training.batch_size")
     problem = setup.build_problem(config)
     module, field = setup.build_model(config)
-    ckpt = checkpoint.Checkpointer(workdir)
+    ckpt, best = checkpoint.Checkpointer(workdir), BestCheckpoint(workdir)
     state = start_state(config, workdir, problem, mesh, ckpt)
     num_params = sum(np.size(p) for p in jax.tree_util.tree_leaves(state.params))
     logging.info("%s: %d parameters, %d devices.", module.__class__.__name__, num_params, mesh.size)
     multi_step = build_multi_step(config, problem, field, mesh)
+    host_data = build_host_batches(config, problem, mesh)
     flow = setup.build_flow(config, field, problem.base)
-    has_density = problem.base.log_prob is not None
-    test_x = evaluation.test_points(config, problem, config.eval.chunk_size)
+    validate = problem.base.log_prob is not None and config.eval.num_validation_points > 0
+    if validate:
+        validation_x = evaluation.validation_points(
+            config, problem, config.eval.num_validation_points
+        )
     config_dict = json.loads(config.to_json())
     if jax.process_index() == 0:
         checkpoint.write_json_atomic(os.path.join(workdir, "config.json"), config_dict)
@@ -142,7 +172,8 @@ def train_and_evaluate(config, workdir: str) -> dict:
     bar = tqdm(total=training.num_steps, initial=step, desc="train", unit="step", mininterval=2)
     last_time, last_step = time.perf_counter(), step
     while step < training.num_steps:
-        state, metrics = multi_step(state)
+        data = None if host_data is None else host_data.get(step)
+        state, metrics = multi_step(state, data)
         step += training.steps_per_call
         bar.update(training.steps_per_call)
         if step % training.log_every == 0 or step == training.num_steps:
@@ -150,13 +181,22 @@ def train_and_evaluate(config, workdir: str) -> dict:
             now = time.perf_counter()
             log_train(workdir, step, metrics, (step - last_step) / (now - last_time), bar)
             last_time, last_step = now, step
-        if has_density and step % training.eval_every == 0:
-            log_eval(config, workdir, step, state, flow, test_x)
+        if validate and (step % training.eval_every == 0 or step == training.num_steps):
+            raise_if_nonfinite(state, ckpt)
+            log_validation(config, workdir, step, state, flow, validation_x, best)
             last_time = time.perf_counter()  # keep evaluation out of steps/s
         if step % training.checkpoint_every == 0 or step == training.num_steps:
             raise_if_nonfinite(state, ckpt)
             ckpt.save(step, state, config_dict)
     bar.close()
-    ckpt.close()
-    params = state.ema_params if config.eval.use_ema else state.params
-    return evaluation.evaluate(config, workdir, params=params, step=step)
+    for closable in (ckpt, best) + (() if host_data is None else (host_data,)):
+        closable.close()
+    return evaluation.evaluate(config, workdir, params=evaluated_params(config, state), step=step)
+
+
+def evaluated_params(config, state):
+    """The parameters the final evaluation uses: EMA or raw; the best-validation ones when
+    config.eval.select_best (restored by `evaluate` from <workdir>/best)."""
+    if config.eval.select_best:
+        return None
+    return state.ema_params if config.eval.use_ema else state.params

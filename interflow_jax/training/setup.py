@@ -10,11 +10,12 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 from interflow_jax import densities, flows, interpolants, learnable, losses, time_sampling
 from interflow_jax.checks import check_positive_int
-from interflow_jax.data import mixtures, toy2d
+from interflow_jax.data import mixtures, tabular, toy2d
 from interflow_jax.models import VelocityMLP, as_field, init_params
 from interflow_jax.training import optimizer as optimizer_lib
 from interflow_jax.training.state import create_train_state
@@ -22,32 +23,84 @@ from interflow_jax.training.state import create_train_state
 LEARNABLE = "learnable"
 
 
+class FiniteData(NamedTuple):
+    """A finite data set held on the host (tabular data, images).
+
+    train: a source, `len(train)` and `train[indices] -> (k, *raw_shape)` (a numpy array
+    is one); validation, test: numpy arrays (n, *raw_shape); preprocess(raw, key) -> x
+    (n, *event_shape) maps raw examples to model space inside the jitted step.
+    """
+
+    train: Any
+    validation: np.ndarray
+    test: np.ndarray
+    preprocess: Any
+
+
 class Problem(NamedTuple):
-    """What to flow between: base rho0, target data, and the target's exact density."""
+    """What to flow between: base rho0, target data, and the target's exact density.
+
+    The target is either drawn in the graph (`sample_data(key, n)`, jax-traceable) or a
+    finite data set read on the host (`finite`); `sample_data` is None for the latter.
+    """
 
     event_shape: tuple[int, ...]
     base: densities.Density
-    sample_data: Any  # (key, n) -> (n, *event_shape), jax-traceable
+    sample_data: Any  # (key, n) -> (n, *event_shape), jax-traceable, or None
     true_log_prob: Any  # (n, *event_shape) -> (n,), or None
     name: str
+    finite: FiniteData | None = None
+
+
+def _identity(raw, key):
+    del key
+    return raw
+
+
+def _as_finite(splits) -> FiniteData:
+    return FiniteData(splits.train, splits.validation, splits.test, _identity)
 
 
 def build_problem(config) -> Problem:
     kind = config.data.kind
-    if kind == "toy2d":
-        target = toy2d.get_dataset(config.data.name)
-        return Problem((2,), build_base(config, (2,)), target.sample, target.log_prob, target.name)
-    if kind == "gaussian":
-        target = gaussian_target(config)
-        shape = target.event_shape
-        return Problem(shape, build_base(config, shape), target.sample, target.log_prob, "gaussian")
-    if kind == "mixture":
-        target = mixtures.make_gaussian_mixture(check_positive_int(config.data.dim, "data.dim"))
-        shape = (target.dim,)
-        return Problem(
-            shape, build_base(config, shape), target.sample, target.log_prob, target.name
-        )
-    raise ValueError(f"config.data.kind must be 'toy2d', 'gaussian' or 'mixture'; got {kind!r}.")
+    builders = {"toy2d": _toy2d_problem, "gaussian": _gaussian_problem}
+    builders.update(mixture=_mixture_problem, tabular=_tabular_problem)
+    if kind not in builders:
+        raise ValueError(f"config.data.kind must be one of {sorted(builders)}; got {kind!r}.")
+    return builders[kind](config)
+
+
+def _toy2d_problem(config) -> Problem:
+    target = toy2d.get_dataset(config.data.name)
+    return Problem((2,), build_base(config, (2,)), target.sample, target.log_prob, target.name)
+
+
+def _gaussian_problem(config) -> Problem:
+    target = gaussian_target(config)
+    shape = target.event_shape
+    return Problem(shape, build_base(config, shape), target.sample, target.log_prob, "gaussian")
+
+
+def _mixture_problem(config) -> Problem:
+    """Exact-density mixture: fresh samples every step, or a finite training set of
+    `data.num_train` points (validation and test sets of `data.num_validation`,
+    `data.num_test`) when num_train > 0."""
+    target = mixtures.make_gaussian_mixture(check_positive_int(config.data.dim, "data.dim"))
+    shape = (target.dim,)
+    base = build_base(config, shape)
+    num_train = config.data.get("num_train", 0)
+    if not num_train:
+        return Problem(shape, base, target.sample, target.log_prob, target.name)
+    splits = target.splits(num_train, config.data.num_validation, config.data.num_test)
+    return Problem(shape, base, None, target.log_prob, target.name, _as_finite(splits))
+
+
+def _tabular_problem(config) -> Problem:
+    """A MAF benchmark (POWER, GAS, HEPMASS, MINIBOONE, BSDS300) from data.dir or
+    $INTERFLOW_DATA_DIR; no exact density."""
+    splits = tabular.load_tabular(config.data.name, config.data.dir or None)
+    shape = (splits.dim,)
+    return Problem(shape, build_base(config, shape), None, None, splits.name, _as_finite(splits))
 
 
 def gaussian_target(config) -> densities.Density:

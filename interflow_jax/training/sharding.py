@@ -28,6 +28,11 @@ def batch_sharded(mesh: Mesh) -> NamedSharding:
     return NamedSharding(mesh, PartitionSpec(DATA_AXIS))
 
 
+def step_batches_sharded(mesh: Mesh) -> NamedSharding:
+    """(steps, batch, ...) stacks of host-read batches: split the batch axis."""
+    return NamedSharding(mesh, PartitionSpec(None, DATA_AXIS))
+
+
 def check_divisible(batch_size: int, mesh: Mesh, name: str = "batch_size") -> None:
     if batch_size % mesh.size:
         raise ValueError(

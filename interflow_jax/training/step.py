@@ -54,20 +54,22 @@ def make_train_step(loss_fn: Callable, optimizer: optax.GradientTransformation, 
 
 
 def make_multi_step(step: Callable, batch_fn: Callable, seed_key: jax.Array, steps_per_call: int):
-    """Return `multi_step(state) -> (state, metrics)` running `steps_per_call` steps in a scan.
+    """Return `multi_step(state, data=None) -> (state, metrics)` running `steps_per_call` steps.
 
-    batch_fn(key) -> batch draws each step's data inside the graph. Step s uses
-    key_s = fold_in(seed_key, s): data from fold_in(key_s, 0), the loss from fold_in(key_s, 1).
-    Metrics are averaged over the steps of the call.
+    batch_fn(key, data_k) -> batch builds each step's batch inside the graph: from the key
+    alone (data drawn in the graph; `data` is None) or from `data_k`, the k-th slice of
+    `data` (steps_per_call, batch, ...), the host-read examples of step k. Step s uses
+    key_s = fold_in(seed_key, s): the batch from fold_in(key_s, 0), the loss from
+    fold_in(key_s, 1). The steps run in one `lax.scan`; metrics are averaged over them.
     """
 
-    def body(state, _):
+    def body(state, data_k):
         key = jax.random.fold_in(seed_key, state.step)
-        batch = batch_fn(jax.random.fold_in(key, 0))
+        batch = batch_fn(jax.random.fold_in(key, 0), data_k)
         return step(state, batch, jax.random.fold_in(key, 1))
 
-    def multi_step(state):
-        state, metrics = jax.lax.scan(body, state, length=steps_per_call)
+    def multi_step(state, data=None):
+        state, metrics = jax.lax.scan(body, state, xs=data, length=steps_per_call)
         return state, jax.tree_util.tree_map(jnp.mean, metrics)
 
     return multi_step
