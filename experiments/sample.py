@@ -14,7 +14,7 @@ import numpy as np
 from absl import app, flags, logging
 
 from interflow_jax import plotting
-from interflow_jax.training import evaluation, setup
+from interflow_jax.training import distributed, evaluation, setup
 from interflow_jax.training.checkpoint import Checkpointer
 from interflow_jax.training.config_io import config_from_dict
 
@@ -28,6 +28,18 @@ _SOLVER = flags.DEFINE_enum("sde_solver", "heun", ["euler_maruyama", "heun", "sh
 _STEPS = flags.DEFINE_integer("sde_steps", 500, "Fixed SDE steps.")
 _T_END = flags.DEFINE_float("t_end", 0.99, "SDE stopping time, short of the singular t = 1.")
 _EMA = flags.DEFINE_bool("ema", True, "Use the EMA parameters.")
+_COORDINATOR = flags.DEFINE_string(
+    "coordinator_address",
+    None,
+    "Multi-process runs: host:port of process 0's coordinator, or 'auto' to detect the "
+    "cluster (Cloud TPU, SLURM, Open MPI). Default $INTERFLOW_COORDINATOR; unset: one process.",
+)
+_NUM_PROCESSES = flags.DEFINE_integer(
+    "num_processes", None, "Processes in the run (default $INTERFLOW_NUM_PROCESSES)."
+)
+_PROCESS_ID = flags.DEFINE_integer(
+    "process_id", None, "This process's index, 0 .. num_processes - 1 ($INTERFLOW_PROCESS_ID)."
+)
 flags.mark_flags_as_required(["workdir"])
 
 
@@ -52,11 +64,12 @@ def _config(workdir):
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    distributed.initialize(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
     config = _config(_WORKDIR.value)
     problem = setup.build_problem(config)
     _, field = setup.build_model(config)
     params, _, _ = evaluation.restore_params(
-        config, _WORKDIR.value, config.eval.use_ema, config.eval.select_best
+        config, _WORKDIR.value, config.eval.use_ema, config.eval.get("select_best", False)
     )
     key = jax.random.key(_SEED.value)
     if _SDE.value:
@@ -64,9 +77,14 @@ def main(argv):
     else:
         flow = setup.build_flow(config, field, setup.base_for(params, problem))
         method, x = "ode", flow.sample(params, key, _NUM.value).x
+    x = np.asarray(jax.device_get(x))
+    if not distributed.is_main_process():
+        return
     path = os.path.join(_WORKDIR.value, f"samples_{method}.npy")
-    np.save(path, np.asarray(x))
-    if x.shape[1:] == (2,):
+    np.save(path, x)
+    if x.ndim == 4:  # images: a grid of (up to) the first 64
+        evaluation.write_image_grid(problem, x[:64], path.replace(".npy", ".png"))
+    elif x.shape[1:] == (2,):
         data = evaluation.test_points(config, problem, _NUM.value)
         plotting.plot_samples(x, data, path.replace(".npy", ".png"), evaluation.extent_of(data))
     logging.info("wrote %s", path)

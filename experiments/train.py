@@ -4,21 +4,45 @@
       --workdir=runs/checkerboard
 
 Rerunning the same command after an interruption resumes from the last checkpoint.
+
+Multi-process (multi-host) data parallelism: start the same command on every host,
+with a workdir on a file system all of them share, adding
+
+  --coordinator_address=HOST0:PORT --num_processes=N --process_id=I
+
+(I = 0 .. N - 1; process 0 runs the coordinator at HOST0:PORT), or set
+$INTERFLOW_COORDINATOR, $INTERFLOW_NUM_PROCESSES and $INTERFLOW_PROCESS_ID. On Cloud TPU,
+SLURM or Open MPI, --coordinator_address=auto detects the rest. Only process 0 writes
+metrics, figures and the config; all processes take part in checkpoint saves.
 """
 
 from absl import app, flags
 from ml_collections import config_flags
 
+from interflow_jax.training import distributed
 from interflow_jax.training.loop import train_and_evaluate
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Config file.", lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints, metrics, figures.")
+_COORDINATOR = flags.DEFINE_string(
+    "coordinator_address",
+    None,
+    "Multi-process runs: host:port of process 0's coordinator, or 'auto' to detect the "
+    "cluster (Cloud TPU, SLURM, Open MPI). Default $INTERFLOW_COORDINATOR; unset: one process.",
+)
+_NUM_PROCESSES = flags.DEFINE_integer(
+    "num_processes", None, "Processes in the run (default $INTERFLOW_NUM_PROCESSES)."
+)
+_PROCESS_ID = flags.DEFINE_integer(
+    "process_id", None, "This process's index, 0 .. num_processes - 1 ($INTERFLOW_PROCESS_ID)."
+)
 flags.mark_flags_as_required(["config", "workdir"])
 
 
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    distributed.initialize(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
     train_and_evaluate(_CONFIG.value, _WORKDIR.value)
 
 

@@ -12,48 +12,8 @@ import pytest
 from experiments.configs import mixture as mixture_config
 from experiments.configs import tabular as tabular_config
 from interflow_jax import densities, flows, gaussian, interpolants
-from interflow_jax.data import host_batches
 from interflow_jax.training import best, checkpoint, evaluation, setup
 from interflow_jax.training.loop import train_and_evaluate
-
-
-def test_epoch_batches_cover_each_epoch_without_repeats():
-    n, b = 103, 10  # 10 steps per epoch, 3 examples skipped per epoch
-    epoch0 = np.concatenate([host_batches.epoch_batch_indices(s, b, n, seed=3) for s in range(10)])
-    epoch1 = np.concatenate(
-        [host_batches.epoch_batch_indices(s, b, n, seed=3) for s in range(10, 20)]
-    )
-    assert len(set(epoch0.tolist())) == 100 and len(set(epoch1.tolist())) == 100
-    assert not np.array_equal(epoch0, epoch1)  # a new order every epoch
-    np.testing.assert_array_equal(epoch0[:10], host_batches.epoch_batch_indices(0, b, n, seed=3))
-    assert not np.array_equal(
-        epoch0,
-        np.concatenate([host_batches.epoch_batch_indices(s, b, n, seed=4) for s in range(10)]),
-    )
-
-
-def test_process_slices_partition_the_global_batch():
-    whole = host_batches.epoch_batch_indices(7, 12, 50, seed=0)
-    parts = [host_batches.epoch_batch_indices(7, 12, 50, 0, p, 3) for p in range(3)]
-    np.testing.assert_array_equal(np.concatenate(parts), whole)
-
-
-def test_stack_batches_reads_the_indexed_rows():
-    source = np.arange(40 * 3).reshape(40, 3)
-    stack = host_batches.stack_batches(source, 5, 4, 8, seed=1, process_index=1, process_count=2)
-    assert stack.shape == (4, 4, 3)
-    for k in range(4):
-        rows = host_batches.epoch_batch_indices(5 + k, 8, 40, 1, 1, 2)
-        np.testing.assert_array_equal(stack[k], source[rows])
-
-
-@pytest.mark.parametrize(
-    "batch, n, processes, match",
-    [(10, 5, 1, "fewer than one global batch"), (10, 50, 3, "divisible by the number")],
-)
-def test_bad_batch_layout_raises(batch, n, processes, match):
-    with pytest.raises(ValueError, match=match):
-        host_batches.epoch_batch_indices(0, batch, n, 0, 0, processes)
 
 
 def _finite_mixture_config():

@@ -2,5 +2,14 @@
 
 from interflow_jax.models.adapter import as_field, init_params
 from interflow_jax.models.mlp import VelocityMLP, sinusoidal_embedding
+from interflow_jax.models.unet import DDPM_CIFAR10, UNet, count_params
 
-__all__ = ["VelocityMLP", "as_field", "init_params", "sinusoidal_embedding"]
+__all__ = [
+    "DDPM_CIFAR10",
+    "UNet",
+    "VelocityMLP",
+    "as_field",
+    "count_params",
+    "init_params",
+    "sinusoidal_embedding",
+]

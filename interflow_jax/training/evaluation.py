@@ -26,6 +26,7 @@ from interflow_jax import (
     sample_quality,
 )
 from interflow_jax.checks import check_positive_int
+from interflow_jax.data import images
 from interflow_jax.training import best, checkpoint, metrics_log, setup
 
 TEST_KEY_OFFSET = 10**6  # test points come from fold_in(seed_key, this): never trained on
@@ -118,6 +119,22 @@ def true_cross_entropy(problem, x, model_nll):
     }
 
 
+def bits_per_dim_metrics(problem, nll_metrics, prefix: str = "test"):
+    """bits/dim of dequantised images from the NLL of z in (-1, 1)^D (PAPER section 4):
+    bpd = (NLL_z - D ln 2 + D ln L) / (D ln 2); affine, so the standard error scales."""
+    levels = None if problem.finite is None else problem.finite.num_levels
+    if levels is None:
+        return {}
+    dims = math.prod(problem.event_shape)
+    nll = nll_metrics[f"{prefix}_nll"]
+    bpd = float(images.bits_per_dim(-nll, dims, levels))
+    return {
+        f"{prefix}_bits_per_dim": bpd,
+        f"{prefix}_bits_per_dim_stderr": nll_metrics[f"{prefix}_nll_stderr"] / (dims * math.log(2)),
+        "num_levels": levels,
+    }
+
+
 def _grid(size: int, extent=EXTENT):
     xs = np.linspace(extent[0], extent[1], size)
     ys = np.linspace(extent[2], extent[3], size)
@@ -133,7 +150,7 @@ def draw_samples(config, problem, flow, field, params):
     samples = {"ode": flow.sample(params, key, ev.num_plot_samples).x}
     if ev.sde.enabled:
         samples["sde"] = sde_samples(config, problem, field, params, jax.random.fold_in(key, 3))
-    n = min(ev.num_energy_points, ev.num_plot_samples)
+    n = min(ev.num_energy_points, ev.num_plot_samples, len(data))
     metrics = {
         f"energy_distance_{kind}": float(sample_quality.energy_distance(x[:n], data[:n]))
         for kind, x in samples.items()
@@ -203,8 +220,14 @@ def gaussian_reference_lengths(config, interpolant, params):
 
 
 def write_figures(config, workdir, problem, flow, field, params, samples, data, results):
-    """Figures of the first two coordinates (all of them in 2-D); the density in 2-D only."""
+    """Figures of the first two coordinates (all of them in 2-D); the density in 2-D only;
+    image grids for images."""
     ev = config.eval
+    if len(problem.event_shape) == 3:
+        write_image_figures(config, workdir, problem, field, params, samples, data)
+        records = metrics_log.read(workdir)
+        plotting.plot_curves(records, os.path.join(workdir, "curves.png"), None)
+        return
     data = data[:, :2]
     extent = EXTENT if config.data.kind == "toy2d" else extent_of(data)
     for kind, x in samples.items():
@@ -226,6 +249,39 @@ def write_figures(config, workdir, problem, flow, field, params, samples, data, 
     plotting.plot_path_length(records, os.path.join(workdir, "path_length.png"), references)
     if "interpolant" in params:
         write_interpolant_figure(config, workdir, params)
+
+
+def write_image_grid(problem, z, path: str) -> None:
+    """A grid of images z (n, H, W, C) in (-1, 1), mapped back to their levels."""
+    pixels = np.asarray(images.to_uint8_grid_values(z, problem.finite.num_levels))
+    images.save_image_grid(pixels, path, num_rows=max(1, int(math.sqrt(len(pixels)))))
+
+
+def write_progress_grid(config, workdir, step, problem, flow, params) -> None:
+    """During training: a grid of eval.num_plot_samples ODE samples,
+    `samples_step<step>.png` (images only)."""
+    if len(problem.event_shape) != 3 or jax.process_index() != 0:
+        return
+    key = jax.random.fold_in(setup.seed_key(config), TEST_KEY_OFFSET + 6)
+    z = flow.sample(params, key, config.eval.num_plot_samples).x
+    write_image_grid(problem, z, os.path.join(workdir, f"samples_step{step}.png"))
+
+
+def write_image_figures(config, workdir, problem, field, params, samples, data) -> None:
+    """samples.png (ODE samples), data.png (test images), trajectories.png (rows: one
+    sample each, columns: x_t at 8 times from t = 0 to 1)."""
+    n = min(64, len(data))
+    for kind, z in samples.items():
+        name = "samples.png" if kind == "ode" else f"samples_{kind}.png"
+        write_image_grid(problem, z[:64], os.path.join(workdir, name))
+    write_image_grid(problem, data[:n], os.path.join(workdir, "data.png"))
+    key = jax.random.fold_in(setup.seed_key(config), TEST_KEY_OFFSET + 5)
+    x0 = setup.base_for(params, problem).sample(key, 8)
+    times = jnp.linspace(0.0, 1.0, 8, dtype=x0.dtype)
+    paths = flows.make_trajectories(field, setup.build_ode_options(config.eval))(params, x0, times)
+    strip = jnp.swapaxes(paths, 0, 1).reshape(-1, *problem.event_shape)  # row = one sample
+    pixels = np.asarray(images.to_uint8_grid_values(strip, problem.finite.num_levels))
+    images.save_image_grid(pixels, os.path.join(workdir, "trajectories.png"), num_rows=8)
 
 
 def extent_of(points):
@@ -294,7 +350,7 @@ def evaluate(
     selected = "given"
     if params is None:
         params, step, selected = restore_params(
-            config, workdir, config.eval.use_ema, config.eval.select_best
+            config, workdir, config.eval.use_ema, config.eval.get("select_best", False)
         )
     flow = setup.build_flow(config, field, setup.base_for(params, problem))
     results = {"step": step, "selected_checkpoint": selected}
@@ -303,6 +359,7 @@ def evaluate(
         x = test_points(config, problem, config.eval.num_test_points)
         nll_metrics, nll = test_nll(config, flow, params, x)
         results.update(nll_metrics, **true_cross_entropy(problem, x, nll))
+        results.update(bits_per_dim_metrics(problem, nll_metrics))
         if config.eval.divergence == "exact" and config.eval.get("hutchinson_check_probes", 0):
             results.update(hutchinson_check(config, field, flow.base, params, x, nll))
         logging.info("test NLL %.4f +- %.4f nats", results["test_nll"], results["test_nll_stderr"])

@@ -95,7 +95,8 @@ def start_state(config, workdir, problem, mesh, ckpt):
     if saved_config != json.loads(config.to_json()):
         logging.warning("Resuming with a config that differs from the checkpoint's.")
     logging.info("Resumed from step %d.", int(restored.step))
-    metrics_log.truncate_after(workdir, int(restored.step))
+    if jax.process_index() == 0:
+        metrics_log.truncate_after(workdir, int(restored.step))
     return restored
 
 
@@ -139,6 +140,13 @@ def log_validation(config, workdir, step, state, flow, validation_x, best) -> No
     best.offer(step, nll, state, json.loads(config.to_json()))
 
 
+def progress_figures(config, workdir, step, problem, flow, state) -> None:
+    """Image grids of the evaluated parameters while training (images only)."""
+    if len(problem.event_shape) == 3 and step < config.training.num_steps:
+        params = state.ema_params if config.eval.use_ema else state.params
+        evaluation.write_progress_grid(config, workdir, step, problem, flow, params)
+
+
 def flow_field(config):
     return setup.build_model(config)[1]
 
@@ -169,7 +177,14 @@ def train_and_evaluate(config, workdir: str) -> dict:
     if jax.process_index() == 0:
         checkpoint.write_json_atomic(os.path.join(workdir, "config.json"), config_dict)
     step = int(state.step)
-    bar = tqdm(total=training.num_steps, initial=step, desc="train", unit="step", mininterval=2)
+    bar = tqdm(
+        total=training.num_steps,
+        initial=step,
+        desc="train",
+        unit="step",
+        mininterval=2,
+        disable=jax.process_index() != 0,
+    )
     last_time, last_step = time.perf_counter(), step
     while step < training.num_steps:
         data = None if host_data is None else host_data.get(step)
@@ -181,9 +196,11 @@ def train_and_evaluate(config, workdir: str) -> dict:
             now = time.perf_counter()
             log_train(workdir, step, metrics, (step - last_step) / (now - last_time), bar)
             last_time, last_step = now, step
-        if validate and (step % training.eval_every == 0 or step == training.num_steps):
+        if step % training.eval_every == 0 or step == training.num_steps:
             raise_if_nonfinite(state, ckpt)
-            log_validation(config, workdir, step, state, flow, validation_x, best)
+            if validate:
+                log_validation(config, workdir, step, state, flow, validation_x, best)
+            progress_figures(config, workdir, step, problem, flow, state)
             last_time = time.perf_counter()  # keep evaluation out of steps/s
         if step % training.checkpoint_every == 0 or step == training.num_steps:
             raise_if_nonfinite(state, ckpt)
@@ -197,6 +214,6 @@ def train_and_evaluate(config, workdir: str) -> dict:
 def evaluated_params(config, state):
     """The parameters the final evaluation uses: EMA or raw; the best-validation ones when
     config.eval.select_best (restored by `evaluate` from <workdir>/best)."""
-    if config.eval.select_best:
+    if config.eval.get("select_best", False):
         return None
     return state.ema_params if config.eval.use_ema else state.params

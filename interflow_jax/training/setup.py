@@ -15,8 +15,8 @@ import optax
 
 from interflow_jax import densities, flows, interpolants, learnable, losses, time_sampling
 from interflow_jax.checks import check_positive_int
-from interflow_jax.data import mixtures, tabular, toy2d
-from interflow_jax.models import VelocityMLP, as_field, init_params
+from interflow_jax.data import images, mixtures, tabular, toy2d
+from interflow_jax.models import UNet, VelocityMLP, as_field, init_params
 from interflow_jax.training import optimizer as optimizer_lib
 from interflow_jax.training.state import create_train_state
 
@@ -32,9 +32,10 @@ class FiniteData(NamedTuple):
     """
 
     train: Any
-    validation: np.ndarray
+    validation: np.ndarray | None
     test: np.ndarray
     preprocess: Any
+    num_levels: int | None = None  # quantisation levels of discrete data (images)
 
 
 class Problem(NamedTuple):
@@ -64,7 +65,7 @@ def _as_finite(splits) -> FiniteData:
 def build_problem(config) -> Problem:
     kind = config.data.kind
     builders = {"toy2d": _toy2d_problem, "gaussian": _gaussian_problem}
-    builders.update(mixture=_mixture_problem, tabular=_tabular_problem)
+    builders.update(mixture=_mixture_problem, tabular=_tabular_problem, images=_image_problem)
     if kind not in builders:
         raise ValueError(f"config.data.kind must be one of {sorted(builders)}; got {kind!r}.")
     return builders[kind](config)
@@ -103,6 +104,39 @@ def _tabular_problem(config) -> Problem:
     return Problem(shape, build_base(config, shape), None, None, splits.name, _as_finite(splits))
 
 
+def _image_problem(config) -> Problem:
+    """Images (PAPER sections 4 and 8), dequantised uniformly to (-1, 1) in the step.
+
+    data.name 'digits' (scikit-learn's 8 x 8 digits, 17 levels, no download) or a TFDS
+    name of images.IMAGE_DATASETS read from data.dir (else $TFDS_DATA_DIR); the first
+    data.num_test test images are evaluated (all when 0). No validation split: the paper
+    selects no checkpoint for images.
+    """
+    data = config.data
+    if data.name == "digits":
+        train, test = images.digits_splits(int(config.seed))
+        levels = images.DIGITS_NUM_LEVELS
+    else:
+        spec = images.IMAGE_DATASETS.get(data.name)
+        if spec is None:
+            raise ValueError(
+                f"config.data.name must be 'digits' or one of {list(images.IMAGE_DATASETS)}; "
+                f"got {data.name!r}."
+            )
+        size = data.image_size or None
+        train = images.TFDSImageSource(data.name, spec.train_split, data.dir or None, size)
+        test_source = images.TFDSImageSource(data.name, spec.test_split, data.dir or None, size)
+        test = test_source[np.arange(min(len(test_source), data.num_test or len(test_source)))]
+        levels = images.NUM_LEVELS_8BIT
+    shape = tuple(int(n) for n in test.shape[1:])
+
+    def preprocess(raw, key):
+        return images.dequantize(raw, key, levels)
+
+    finite = FiniteData(train, None, test, preprocess, levels)
+    return Problem(shape, build_base(config, shape), None, None, data.name, finite)
+
+
 def gaussian_target(config) -> densities.Density:
     """N(mean, scale^2 I) from config.data.mean (d,) and config.data.scale > 0."""
     mean = jnp.asarray(config.data.mean, dtype=jnp.result_type(float))
@@ -125,21 +159,50 @@ def build_base(config, event_shape) -> densities.Density:
 
 
 def build_model(config):
-    """(flax module, field(t, x, params)) with the network's weights at params['velocity']."""
-    model = config.model
-    if not model.hidden_sizes or any(int(w) < 1 for w in model.hidden_sizes):
-        raise ValueError(f"model.hidden_sizes must be positive widths; got {model.hidden_sizes}.")
-    module = VelocityMLP(
-        hidden_sizes=tuple(int(w) for w in model.hidden_sizes),
-        activation=model.activation,
-        time_embedding_dim=model.time_embedding_dim,
-    )
+    """(flax module, field(t, x, params)) with the network's weights at params['velocity'].
+
+    config.model.kind 'mlp' (VelocityMLP of model.hidden_sizes) or 'unet' (UNet of the
+    keyword arguments in model.unet).
+    """
+    module = build_module(config.model)
     network = as_field(module)
 
     def field(t, x, params):
         return network(t, x, params["velocity"])
 
     return module, field
+
+
+def build_module(model):
+    kind = model.get("kind", "mlp")
+    if kind == "unet":
+        return UNet(**model.unet.to_dict())
+    if kind != "mlp":
+        raise ValueError(f"config.model.kind must be 'mlp' or 'unet'; got {kind!r}.")
+    if not model.hidden_sizes or any(int(w) < 1 for w in model.hidden_sizes):
+        raise ValueError(f"model.hidden_sizes must be positive widths; got {model.hidden_sizes}.")
+    return VelocityMLP(
+        hidden_sizes=tuple(int(w) for w in model.hidden_sizes),
+        activation=model.activation,
+        time_embedding_dim=model.time_embedding_dim,
+    )
+
+
+def build_training_field(config):
+    """`key -> field(t, x, params)` running the network in training mode (dropout drawn
+    from `key`), or None when the model has no dropout (the plain field is used)."""
+    module = build_module(config.model)
+    if config.model.get("kind", "mlp") != "unet" or not module.dropout:
+        return None
+
+    def field_for(key):
+        def field(t, x, params):
+            rngs = {"dropout": key}
+            return module.apply(params["velocity"], t, x, train=True, rngs=rngs)
+
+        return field
+
+    return field_for
 
 
 def is_learnable(config) -> bool:
@@ -164,22 +227,31 @@ def build_loss(config, field, base):
     sampler = time_sampling.make_time_sampler(ts.kind, ts.alpha, ts.beta, ts.t_min, ts.t_max)
     interpolant, _ = build_interpolant(config)
     num_base_samples = config.loss.num_base_samples or None
-    core = losses.make_velocity_loss(
-        field,
-        interpolant,
-        sampler,
-        base=base,
-        estimator=config.loss.estimator,
-        num_times=check_positive_int(config.loss.num_times, "loss.num_times"),
-        num_base_samples=num_base_samples,
-    )
+    num_times = check_positive_int(config.loss.num_times, "loss.num_times")
+    training_field = build_training_field(config)
+
+    def make_core(velocity_field):
+        return losses.make_velocity_loss(
+            velocity_field,
+            interpolant,
+            sampler,
+            base=base,
+            estimator=config.loss.estimator,
+            num_times=num_times,
+            num_base_samples=num_base_samples,
+        )
+
+    core = make_core(field)
 
     def loss_fn(params, batch, key):
         if "base" in params and "x0" not in batch:
             n = num_base_samples or batch["x1"].shape[0]
             x0 = learnable.gaussian_base_sample(params["base"], jax.random.fold_in(key, 7), n)
             batch = dict(batch, x0=x0)
-        return core(params, batch, key, params.get("interpolant"))
+        step_core = core
+        if training_field is not None:  # dropout: a fresh mask per step
+            step_core = make_core(training_field(jax.random.fold_in(key, 11)))
+        return step_core(params, batch, key, params.get("interpolant"))
 
     return loss_fn
 
