@@ -58,6 +58,7 @@ def test_tfds_image_configs_smoke_end_to_end(name, tmp_path, mock_tfds_with):
         results = _train_resume_and_check(config, str(tmp_path))
     assert results["num_levels"] == 256 and results["num_test_points"] == 16
     assert results["divergence"] == "hutchinson"
+    assert results["fid_skipped"].startswith("FID skipped: no InceptionV3 weights file")
 
 
 def test_unknown_image_config_name():

@@ -17,6 +17,7 @@ from absl import logging
 
 from interflow_jax import (
     diffusion,
+    fid,
     flows,
     gaussian,
     interpolants,
@@ -252,9 +253,39 @@ def write_figures(config, workdir, problem, flow, field, params, samples, data, 
 
 
 def write_image_grid(problem, z, path: str) -> None:
-    """A grid of images z (n, H, W, C) in (-1, 1), mapped back to their levels."""
+    """A grid of images z (n, H, W, C) in (-1, 1), mapped back to their levels; images
+    smaller than 64 pixels are enlarged (nearest neighbour) so that they can be seen."""
     pixels = np.asarray(images.to_uint8_grid_values(z, problem.finite.num_levels))
-    images.save_image_grid(pixels, path, num_rows=max(1, int(math.sqrt(len(pixels)))))
+    images.save_image_grid(enlarge(pixels), path, num_rows=max(1, int(math.sqrt(len(pixels)))))
+
+
+def enlarge(pixels: np.ndarray, min_size: int = 64) -> np.ndarray:
+    """Repeat the pixels of (n, H, W, C) images k = ceil(min_size / H) times per axis."""
+    factor = max(1, -(-min_size // pixels.shape[1]))
+    return pixels.repeat(factor, axis=1).repeat(factor, axis=2)
+
+
+def fid_metrics(config, problem, flow, params) -> dict:
+    """FID of eval.num_fid_samples ODE samples against the test images (images only), or
+    the reason it was skipped (no Inception weights file at eval.fid_weights)."""
+    ev = config.eval
+    if len(problem.event_shape) != 3 or not ev.get("num_fid_samples", 0):
+        return {}
+    extractor, reason = fid.load_inception_extractor(ev.get("fid_weights", "") or None)
+    if extractor is None:
+        logging.warning(reason)
+        return {"fid_skipped": reason}
+    levels = problem.finite.num_levels
+    key = jax.random.fold_in(setup.seed_key(config), TEST_KEY_OFFSET + 7)
+    batches = []
+    for start in range(0, ev.num_fid_samples, ev.chunk_size):
+        n = min(ev.chunk_size, ev.num_fid_samples - start)
+        z = flow.sample(params, jax.random.fold_in(key, start), n).x
+        batches.append(np.asarray(images.to_uint8_grid_values(z, levels)))
+    test = np.asarray(images.to_uint8_grid_values(test_points(config, problem, 0), levels))
+    value = fid.compute_fid(extractor, np.concatenate(batches), test, ev.chunk_size)
+    logging.info("FID %.2f (%s)", value, reason)
+    return {"fid": value, "fid_num_samples": int(ev.num_fid_samples)}
 
 
 def write_progress_grid(config, workdir, step, problem, flow, params) -> None:
@@ -281,7 +312,7 @@ def write_image_figures(config, workdir, problem, field, params, samples, data) 
     paths = flows.make_trajectories(field, setup.build_ode_options(config.eval))(params, x0, times)
     strip = jnp.swapaxes(paths, 0, 1).reshape(-1, *problem.event_shape)  # row = one sample
     pixels = np.asarray(images.to_uint8_grid_values(strip, problem.finite.num_levels))
-    images.save_image_grid(pixels, os.path.join(workdir, "trajectories.png"), num_rows=8)
+    images.save_image_grid(enlarge(pixels), os.path.join(workdir, "trajectories.png"), num_rows=8)
 
 
 def extent_of(points):
@@ -365,7 +396,7 @@ def evaluate(
         logging.info("test NLL %.4f +- %.4f nats", results["test_nll"], results["test_nll_stderr"])
     results.update(path_length_metrics(config, problem, field, params))
     samples, data, sample_metrics = draw_samples(config, problem, flow, field, params)
-    results.update(sample_metrics)
+    results.update(sample_metrics, **fid_metrics(config, problem, flow, params))
     if jax.process_index() == 0:
         checkpoint.write_json_atomic(os.path.join(workdir, metrics_name), results)
     if figures and jax.process_index() == 0:

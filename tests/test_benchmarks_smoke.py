@@ -1,0 +1,52 @@
+"""Each benchmark script's --smoke mode runs end to end and writes its table and figure.
+
+The torch comparisons need torch, torchcfm and POT (the `bench` extra) and are skipped
+without them; the JAX-only benchmarks run everywhere.
+"""
+
+import importlib
+import os
+import sys
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+JAX_ONLY = {
+    "machine_peak": "fraction_of_peak.png",
+    "likelihood_vs_dimension": "points_per_second.png",
+    "quadratic_vs_max_likelihood": "nll_vs_time.png",
+}
+WITH_TORCH = {
+    "train_step_vs_torchcfm": "steps_per_second.png",
+    "time_to_quality_vs_torchcfm": "w2_vs_time.png",
+}
+
+
+def _run_smoke(name: str, figure: str, outdir) -> None:
+    """Import benchmarks/<name>.py and run its main with --smoke (in this process)."""
+    sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
+    try:
+        module = importlib.import_module(name)
+        module.main(["--smoke", f"--outdir={outdir}"])
+    finally:
+        sys.path.remove(os.path.join(ROOT, "benchmarks"))
+    with open(os.path.join(outdir, "results.md")) as f:
+        report = f.read()
+    assert "- command: `python" in report and "load at start" in report and "|---" in report
+    assert os.path.getsize(os.path.join(outdir, figure)) > 0
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", sorted(JAX_ONLY))
+def test_jax_only_benchmark_smoke(name, tmp_path):
+    _run_smoke(name, JAX_ONLY[name], tmp_path)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", sorted(WITH_TORCH))
+def test_torch_benchmark_smoke(name, tmp_path):
+    pytest.importorskip("torch")
+    pytest.importorskip("torchcfm")
+    pytest.importorskip("ot")
+    _run_smoke(name, WITH_TORCH[name], tmp_path)
