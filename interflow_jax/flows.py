@@ -190,7 +190,7 @@ def log_prob_in_chunks(flow: Flow, params, x, chunk_size: int, t: float = 1.0, k
     return jnp.concatenate(values)[:n], jnp.concatenate(errors)[:n], nfes
 
 
-def _divergence_fn(field, divergence_kind):
+def _divergence_fn(field, divergence_kind, hutchinson_mode="forward"):
     """(s, x, params, probes) -> (v, per-estimate divergences (k, batch))."""
 
     def exact(s, x, params, probes):
@@ -200,7 +200,7 @@ def _divergence_fn(field, divergence_kind):
 
     def hutchinson(s, x, params, probes):
         f = lambda y: field(_batched_time(s, y), y, params)  # noqa: E731
-        return divergence.hutchinson_divergence(f, x, probes)
+        return divergence.hutchinson_divergence(f, x, probes, hutchinson_mode)
 
     if divergence_kind == "exact":
         return exact
@@ -209,12 +209,15 @@ def _divergence_fn(field, divergence_kind):
     raise ValueError(f"divergence must be 'exact' or 'hutchinson'; got {divergence_kind!r}.")
 
 
-def _augmented_vector_field(field, options, divergence_kind, num_probes, probe_kind, sign):
+def _augmented_vector_field(
+    field, options, divergence_kind, num_probes, probe_kind, sign, hutchinson_mode="forward"
+):
     """Check the settings; return (vector field of (X, L) with dL/ds = sign div v, k probes)."""
     check_ode_options(options)
     check_positive_int(num_probes, "num_probes")
     divergence.check_probe_kind(probe_kind)
-    div_fn = _divergence_fn(field, divergence_kind)
+    divergence.check_hutchinson_mode(hutchinson_mode)
+    div_fn = _divergence_fn(field, divergence_kind, hutchinson_mode)
 
     def vector_field(s, state, args):
         params, probes = args
@@ -231,17 +234,19 @@ def make_log_prob(
     divergence_kind: str = "exact",
     num_probes: int = 1,
     probe_kind: str = "rademacher",
+    hutchinson_mode: str = "forward",
 ):
     """Return jitted `log_prob(params, x, t, key) -> LogProbOutput`: log rho_t(x), t in (0, 1].
 
     Exact divergence: one estimate, standard error 0. Hutchinson: `num_probes` probes
     drawn once per call and held fixed along the solve; each gives a full
     log-likelihood estimate, the output is their mean with standard error std/sqrt(k).
-    `key` is needed for Hutchinson only.
+    `key` is needed for Hutchinson only; `hutchinson_mode` 'forward' (jvp) or 'reverse'
+    (vjp) chooses how its products are computed (see `divergence.hutchinson_divergence`).
     """
     base_log_prob = require_log_prob(base)
     vector_field, k = _augmented_vector_field(
-        field, options, divergence_kind, num_probes, probe_kind, sign=1.0
+        field, options, divergence_kind, num_probes, probe_kind, 1.0, hutchinson_mode
     )
 
     @jax.jit
@@ -262,6 +267,7 @@ def make_sample_with_log_prob(
     divergence_kind: str = "exact",
     num_probes: int = 1,
     probe_kind: str = "rademacher",
+    hutchinson_mode: str = "forward",
 ):
     """Return jitted `fn(params, x0, key) -> (x1, LogProbOutput)` in one forward solve.
 
@@ -270,7 +276,7 @@ def make_sample_with_log_prob(
     """
     base_log_prob = require_log_prob(base)
     vector_field, k = _augmented_vector_field(
-        field, options, divergence_kind, num_probes, probe_kind, sign=-1.0
+        field, options, divergence_kind, num_probes, probe_kind, -1.0, hutchinson_mode
     )
 
     @jax.jit
@@ -338,9 +344,18 @@ def make_flow(
     divergence_kind: str = "exact",
     num_probes: int = 1,
     probe_kind: str = "rademacher",
+    hutchinson_mode: str = "forward",
 ) -> Flow:
     """Bundle sampling, inversion and (where the base has a density) likelihoods."""
-    likelihood_args = (field, base, options, divergence_kind, num_probes, probe_kind)
+    likelihood_args = (
+        field,
+        base,
+        options,
+        divergence_kind,
+        num_probes,
+        probe_kind,
+        hutchinson_mode,
+    )
     has_density = base.log_prob is not None
     return Flow(
         base=base,

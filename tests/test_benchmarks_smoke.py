@@ -13,6 +13,7 @@ import pytest
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 JAX_ONLY = {
+    "hutchinson_modes": "seconds.png",
     "machine_peak": "fraction_of_peak.png",
     "likelihood_vs_dimension": "points_per_second.png",
     "quadratic_vs_max_likelihood": "nll_vs_time.png",

@@ -51,3 +51,24 @@ def test_rademacher_probes_are_exact_for_diagonal_fields(x64):
 def test_bad_probe_kind():
     with pytest.raises(ValueError, match="'uniform'"):
         divergence.sample_probes(jax.random.key(0), 1, (1, 2), jnp.float32, "uniform")
+
+
+def test_hutchinson_forward_and_reverse_modes_agree(x64):
+    matrix = jax.random.normal(jax.random.key(8), (5, 5))
+    field = lambda y: jnp.tanh(y @ matrix) * y  # noqa: E731
+    x = jax.random.normal(jax.random.key(9), (6, 5))
+    probes = divergence.sample_probes(jax.random.key(10), 3, x.shape, x.dtype, "gaussian")
+    value_f, forward = divergence.hutchinson_divergence(field, x, probes, "forward")
+    value_r, reverse = divergence.hutchinson_divergence(field, x, probes, "reverse")
+    np.testing.assert_allclose(value_f, value_r, rtol=1e-14)
+    np.testing.assert_allclose(forward, reverse, rtol=1e-12)
+    # eps^T J eps against the Jacobian itself, per sample and probe
+    jacobians = jnp.stack([jax.jacfwd(lambda v: field(v[None])[0])(xi) for xi in x])
+    expected = jnp.einsum("kbi,bij,kbj->kb", probes, jacobians, probes)
+    np.testing.assert_allclose(forward, expected, rtol=1e-10)
+
+
+def test_bad_hutchinson_mode():
+    x = jnp.ones((1, 2))
+    with pytest.raises(ValueError, match="'sideways'"):
+        divergence.hutchinson_divergence(lambda y: y, x, x[None], "sideways")

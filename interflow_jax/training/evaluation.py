@@ -94,6 +94,7 @@ def hutchinson_check(config, field, base, params, x, exact_nll):
         divergence_kind="hutchinson",
         num_probes=check_positive_int(ev.hutchinson_check_probes, "eval.hutchinson_check_probes"),
         probe_kind=ev.probe_kind,
+        hutchinson_mode=ev.get("hutchinson_mode", "forward"),
     )
     result, nll = test_nll(config, flow, params, x)
     difference = nll - exact_nll

@@ -276,6 +276,7 @@ def build_flow(config, field, base) -> flows.Flow:
         divergence_kind=ev.divergence,
         num_probes=ev.num_probes,
         probe_kind=ev.probe_kind,
+        hutchinson_mode=ev.get("hutchinson_mode", "forward"),
     )
 
 
