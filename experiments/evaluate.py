@@ -26,25 +26,15 @@ _METRICS_NAME = flags.DEFINE_string(
     "metrics_name", "metrics.json", "File in the workdir that receives the results."
 )
 _FIGURES = flags.DEFINE_bool("figures", True, "Also write samples, density and trajectories.")
-_COORDINATOR = flags.DEFINE_string(
-    "coordinator_address",
-    None,
-    "Multi-process runs: host:port of process 0's coordinator, or 'auto' to detect the "
-    "cluster (Cloud TPU, SLURM, Open MPI). Default $INTERFLOW_COORDINATOR; unset: one process.",
-)
-_NUM_PROCESSES = flags.DEFINE_integer(
-    "num_processes", None, "Processes in the run (default $INTERFLOW_NUM_PROCESSES)."
-)
-_PROCESS_ID = flags.DEFINE_integer(
-    "process_id", None, "This process's index, 0 .. num_processes - 1 ($INTERFLOW_PROCESS_ID)."
-)
+_INITIALIZE_DISTRIBUTED = distributed.define_flags()
+flags.adopt_module_key_flags(distributed)
 flags.mark_flags_as_required(["workdir"])
 
 
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-    distributed.initialize(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
+    _INITIALIZE_DISTRIBUTED()
     config = _CONFIG.value
     if config is None:
         ckpt = Checkpointer(_WORKDIR.value)

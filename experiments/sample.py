@@ -28,18 +28,8 @@ _SOLVER = flags.DEFINE_enum("sde_solver", "heun", ["euler_maruyama", "heun", "sh
 _STEPS = flags.DEFINE_integer("sde_steps", 500, "Fixed SDE steps.")
 _T_END = flags.DEFINE_float("t_end", 0.99, "SDE stopping time, short of the singular t = 1.")
 _EMA = flags.DEFINE_bool("ema", True, "Use the EMA parameters.")
-_COORDINATOR = flags.DEFINE_string(
-    "coordinator_address",
-    None,
-    "Multi-process runs: host:port of process 0's coordinator, or 'auto' to detect the "
-    "cluster (Cloud TPU, SLURM, Open MPI). Default $INTERFLOW_COORDINATOR; unset: one process.",
-)
-_NUM_PROCESSES = flags.DEFINE_integer(
-    "num_processes", None, "Processes in the run (default $INTERFLOW_NUM_PROCESSES)."
-)
-_PROCESS_ID = flags.DEFINE_integer(
-    "process_id", None, "This process's index, 0 .. num_processes - 1 ($INTERFLOW_PROCESS_ID)."
-)
+_INITIALIZE_DISTRIBUTED = distributed.define_flags()
+flags.adopt_module_key_flags(distributed)
 flags.mark_flags_as_required(["workdir"])
 
 
@@ -64,12 +54,16 @@ def _config(workdir):
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-    distributed.initialize(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
+    _INITIALIZE_DISTRIBUTED()
     config = _config(_WORKDIR.value)
     problem = setup.build_problem(config)
     _, field = setup.build_model(config)
     params, _, _ = evaluation.restore_params(
-        config, _WORKDIR.value, config.eval.use_ema, config.eval.get("select_best", False)
+        config,
+        _WORKDIR.value,
+        config.eval.use_ema,
+        config.eval.get("select_best", False),
+        problem.event_shape,
     )
     key = jax.random.key(_SEED.value)
     if _SDE.value:

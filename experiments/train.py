@@ -24,25 +24,15 @@ from interflow_jax.training.loop import train_and_evaluate
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Config file.", lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints, metrics, figures.")
-_COORDINATOR = flags.DEFINE_string(
-    "coordinator_address",
-    None,
-    "Multi-process runs: host:port of process 0's coordinator, or 'auto' to detect the "
-    "cluster (Cloud TPU, SLURM, Open MPI). Default $INTERFLOW_COORDINATOR; unset: one process.",
-)
-_NUM_PROCESSES = flags.DEFINE_integer(
-    "num_processes", None, "Processes in the run (default $INTERFLOW_NUM_PROCESSES)."
-)
-_PROCESS_ID = flags.DEFINE_integer(
-    "process_id", None, "This process's index, 0 .. num_processes - 1 ($INTERFLOW_PROCESS_ID)."
-)
+_INITIALIZE_DISTRIBUTED = distributed.define_flags()
+flags.adopt_module_key_flags(distributed)
 flags.mark_flags_as_required(["config", "workdir"])
 
 
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-    distributed.initialize(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
+    _INITIALIZE_DISTRIBUTED()
     train_and_evaluate(_CONFIG.value, _WORKDIR.value)
 
 

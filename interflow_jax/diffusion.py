@@ -68,7 +68,8 @@ def _check_score_times(t, t_max: float) -> None:
     if not is_concrete(t):
         return
     check_times(t)
-    late = np.asarray(t, dtype=np.float64) > t_max
+    t = np.asarray(t)
+    late = t > np.asarray(t_max, dtype=t.dtype)  # t_max rounded as t is (0.99 in float32)
     if np.any(late):
         raise ValueError(
             f"The score is singular at t = 1 (a(1) = 0); t must lie in [0, t_max = {t_max}], "

@@ -57,6 +57,8 @@ class ODEOptions(NamedTuple):
     rtol, atol: tolerances of the adaptive PID controller (the paper's code: 1e-5).
     max_steps: the solve fails loudly past this many steps.
     adjoint: a diffrax adjoint, for gradients through the solve (maximum likelihood).
+    progress: show a progress bar of the solve's time (diffrax's tqdm meter), for long
+      solves such as image likelihoods.
     """
 
     solver: str = "dopri5"
@@ -65,6 +67,7 @@ class ODEOptions(NamedTuple):
     num_steps: int = 100
     max_steps: int = 8192
     adjoint: Any = None
+    progress: bool = False
 
 
 DEFAULT_ODE_OPTIONS = ODEOptions()
@@ -105,6 +108,8 @@ def solve(vector_field, y0, t0, t1, args, options: ODEOptions, save_times=None):
         controller = diffrax.ConstantStepSize()
         dt0 = (t1 - t0) / options.num_steps
     extra = {} if options.adjoint is None else {"adjoint": options.adjoint}
+    if options.progress:
+        extra["progress_meter"] = diffrax.TqdmProgressMeter(refresh_steps=10)
     solution = diffrax.diffeqsolve(
         diffrax.ODETerm(vector_field),
         spec.make(),

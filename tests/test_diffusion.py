@@ -50,6 +50,8 @@ def test_bad_score_inputs_raise():
     x = jnp.zeros((4, 3))
     with pytest.raises(ValueError, match=r"t_max = 0.99.*0.995"):
         score(0.995, x, _params())
+    # t = t_max itself is allowed, also after rounding to float32 (0.99 -> 0.99000001)
+    assert score(0.99, x.astype(jnp.float32), _params()).shape == (4, 3)
     with pytest.raises(ValueError, match=r"\[0, 1\].*1.5"):
         score(jnp.array([0.1, 0.2, 0.3, 1.5]), x, _params())
     with pytest.raises(ValueError, match=r"shape \(batch,\) = \(4,\); got \(3,\)"):

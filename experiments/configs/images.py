@@ -134,6 +134,7 @@ def get_config(arg: str = "digits") -> ml_collections.ConfigDict:
         num_energy_points=64,
         fid_weights="",  # an Inception .npz (interflow_jax.fid); FID is skipped without one
         num_fid_samples=10_000,
+        show_progress=True,  # image likelihood solves take minutes on a CPU
     )
     if name == "digits":
         _digits(config)

@@ -89,6 +89,7 @@ def get_config(arg: str = "checkerboard") -> ml_collections.ConfigDict:
             "rtol": 1e-5,
             "atol": 1e-5,
             "num_steps": 100,  # fixed-step solvers only
+            "show_progress": False,  # a progress bar for each ODE solve (long solves)
             "chunk_size": 5_000,
             "use_ema": True,
             "grid_size": 160,

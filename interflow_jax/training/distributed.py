@@ -19,8 +19,10 @@ collectives (enabled here where the installed JAX leaves them off).
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 
 import jax
+from absl import flags
 
 ENV_COORDINATOR = "INTERFLOW_COORDINATOR"
 ENV_NUM_PROCESSES = "INTERFLOW_NUM_PROCESSES"
@@ -49,6 +51,31 @@ def initialize(
     enable_cpu_collectives()
     jax.distributed.initialize(*settings)
     return True
+
+
+def define_flags() -> Callable[[], bool]:
+    """Define the binaries' --coordinator_address, --num_processes and --process_id flags.
+
+    Returns a function that calls `initialize` with the flags' values (call it in main,
+    after flags are parsed). Call define_flags once per program.
+    """
+    coordinator = flags.DEFINE_string(
+        "coordinator_address",
+        None,
+        "Multi-process runs: host:port of process 0's coordinator, or 'auto' to detect the "
+        f"cluster (Cloud TPU, SLURM, Open MPI). Default ${ENV_COORDINATOR}; unset: one process.",
+    )
+    num_processes = flags.DEFINE_integer(
+        "num_processes", None, f"Processes in the run (default ${ENV_NUM_PROCESSES})."
+    )
+    process_id = flags.DEFINE_integer(
+        "process_id", None, f"This process's index, 0 .. num_processes - 1 (${ENV_PROCESS_ID})."
+    )
+
+    def initialize_from_flags() -> bool:
+        return initialize(coordinator.value, num_processes.value, process_id.value)
+
+    return initialize_from_flags
 
 
 def resolve(coordinator_address=None, num_processes=None, process_id=None):

@@ -350,15 +350,18 @@ def write_interpolant_figure(config, workdir, params):
     plotting.plot_interpolant_coefficients(t, curves, os.path.join(workdir, "interpolant.png"))
 
 
-def restore_params(config, workdir: str, use_ema: bool, select_best: bool = False):
+def restore_params(
+    config, workdir: str, use_ema: bool, select_best: bool = False, event_shape=None
+):
     """(params, step, how) of the checkpoint to evaluate: the best-validation one when
-    select_best and one exists, else the latest in `workdir` (EMA or raw)."""
+    select_best and one exists, else the latest in `workdir` (EMA or raw). `event_shape`
+    (the problem's) spares building the problem again to learn it."""
     for name, how in ((best.BEST_DIR, "best validation"), ("checkpoints", "latest")):
         if name == best.BEST_DIR and not select_best:
             continue
         ckpt = checkpoint.Checkpointer(workdir, name=name)
         if ckpt.latest_step() is not None:
-            state, _ = ckpt.restore(setup.abstract_state(config))
+            state, _ = ckpt.restore(setup.abstract_state(config, event_shape))
             ckpt.close()
             return (state.ema_params if use_ema else state.params), int(state.step), how
         ckpt.close()
@@ -382,7 +385,11 @@ def evaluate(
     selected = "given"
     if params is None:
         params, step, selected = restore_params(
-            config, workdir, config.eval.use_ema, config.eval.get("select_best", False)
+            config,
+            workdir,
+            config.eval.use_ema,
+            config.eval.get("select_best", False),
+            problem.event_shape,
         )
     flow = setup.build_flow(config, field, setup.base_for(params, problem))
     results = {"step": step, "selected_checkpoint": selected}

@@ -40,3 +40,30 @@ def make_optimizer(
         optax.clip_by_global_norm(grad_clip_norm),
         optax.adamw(schedule, b1=b1, b2=b2, weight_decay=weight_decay),
     )
+
+
+def make_max_min_optimizer(
+    velocity: optax.GradientTransformation,
+    ascent_learning_rate: float,
+    inner_steps: int,
+    total_steps: int,
+) -> optax.GradientTransformation:
+    """Descent on params['velocity'], Adam *ascent* on every other entry (PAPER section 5).
+
+    The max-min game min_v max_{interpolant, base} G: `velocity` updates the network each
+    step; the other entries ('interpolant', 'base') take one ascent step per
+    `inner_steps` steps, at a rate cosine-decayed to 0 over the run's outer updates.
+    params must be a dict with a 'velocity' entry.
+    """
+    if not ascent_learning_rate > 0:
+        raise ValueError(f"ascent learning rate must be positive; got {ascent_learning_rate}.")
+    if int(inner_steps) < 1:
+        raise ValueError(f"inner_steps must be a positive integer; got {inner_steps}.")
+    schedule = optax.cosine_decay_schedule(ascent_learning_rate, max(total_steps // inner_steps, 1))
+    ascent = optax.chain(optax.scale(-1.0), optax.adam(schedule))
+    outer = optax.MultiSteps(ascent, every_k_schedule=int(inner_steps))
+    return optax.multi_transform({"velocity": velocity, "outer": outer}, _max_min_labels)
+
+
+def _max_min_labels(params):
+    return {name: ("velocity" if name == "velocity" else "outer") for name in params}

@@ -262,6 +262,7 @@ def build_ode_options(eval_config) -> flows.ODEOptions:
         rtol=eval_config.rtol,
         atol=eval_config.atol,
         num_steps=eval_config.num_steps,
+        progress=eval_config.get("show_progress", False),
     )
     flows.check_ode_options(options)
     return options
@@ -300,20 +301,16 @@ def build_optimizer(config):
         opt.weight_decay,
     )
     if not is_learnable(config):
-        return optax.multi_transform({"velocity": velocity}, _labels)
+        return optax.multi_transform(
+            {"velocity": velocity}, lambda params: dict.fromkeys(params, "velocity")
+        )
     spec = config.learnable
     if not spec.learning_rate > 0:
         raise ValueError(f"learnable.learning_rate must be positive; got {spec.learning_rate}.")
     every = check_positive_int(spec.inner_steps, "learnable.inner_steps")
-    # cosine decay to 0 over the run's outer updates: anneals the game's noise
-    schedule = optax.cosine_decay_schedule(spec.learning_rate, max(training.num_steps // every, 1))
-    ascent = optax.chain(optax.scale(-1.0), optax.adam(schedule))
-    outer = optax.MultiSteps(ascent, every_k_schedule=every)
-    return optax.multi_transform({"velocity": velocity, "outer": outer}, _labels)
-
-
-def _labels(params):
-    return {name: ("velocity" if name == "velocity" else "outer") for name in params}
+    return optimizer_lib.make_max_min_optimizer(
+        velocity, spec.learning_rate, every, training.num_steps
+    )
 
 
 def make_init_state(config, event_shape):
@@ -342,6 +339,12 @@ def base_for(params, problem) -> densities.Density:
     return problem.base
 
 
-def abstract_state(config):
-    """Shapes and dtypes of the TrainState, to restore a checkpoint into."""
-    return jax.eval_shape(make_init_state(config, build_problem(config).event_shape))
+def abstract_state(config, event_shape: tuple[int, ...] | None = None):
+    """Shapes and dtypes of the TrainState, to restore a checkpoint into.
+
+    Pass the problem's `event_shape` when it is at hand; otherwise the problem is built
+    to find it (for a finite mixture that draws its data).
+    """
+    if event_shape is None:
+        event_shape = build_problem(config).event_shape
+    return jax.eval_shape(make_init_state(config, tuple(event_shape)))
