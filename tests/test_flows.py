@@ -149,3 +149,14 @@ def test_bad_inputs_raise_clear_errors():
         )
     with pytest.raises(ValueError, match="'sinkhorn'"):
         _setup(divergence_kind="sinkhorn")
+
+
+def test_progress_bar_leaves_the_solution_unchanged(x64, capsys):
+    x = jax.random.normal(jax.random.key(5), (8, 3))
+    quiet, params = _setup(options=flows.ODEOptions(rtol=1e-6, atol=1e-6))
+    shown, _ = _setup(options=flows.ODEOptions(rtol=1e-6, atol=1e-6, progress=True))
+    expected, got = quiet.log_prob(params, x), shown.log_prob(params, x)
+    np.testing.assert_array_equal(got.log_prob, expected.log_prob)
+    assert int(got.nfe) == int(expected.nfe)
+    jax.effects_barrier()  # the meter's host callbacks have all run
+    assert "100.00%" in capsys.readouterr().err  # diffrax's tqdm meter reached the end
