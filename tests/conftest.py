@@ -13,7 +13,7 @@ import jax  # noqa: E402
 import pytest  # noqa: E402
 
 # Many tests compile the same programs (a resumed run recompiles its step; smoke configs
-# share a U-Net): a persistent compilation cache for the session compiles each once.
+# share a U-Net): a persistent compilation cache for the pytest run compiles each once.
 # Subprocesses started by tests inherit it through the environment.
 _CACHE_DIR = tempfile.mkdtemp(prefix="interflow_jax_xla_cache_")
 os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", _CACHE_DIR)
