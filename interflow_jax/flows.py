@@ -195,7 +195,7 @@ def log_prob_in_chunks(flow: Flow, params, x, chunk_size: int, t: float = 1.0, k
     return jnp.concatenate(values)[:n], jnp.concatenate(errors)[:n], nfes
 
 
-def _divergence_fn(field, divergence_kind, hutchinson_mode="forward"):
+def _divergence_fn(field, divergence_kind, hutchinson_mode):
     """(s, x, params, probes) -> (v, per-estimate divergences (k, batch))."""
 
     def exact(s, x, params, probes):
@@ -215,7 +215,7 @@ def _divergence_fn(field, divergence_kind, hutchinson_mode="forward"):
 
 
 def _augmented_vector_field(
-    field, options, divergence_kind, num_probes, probe_kind, sign, hutchinson_mode="forward"
+    field, options, divergence_kind, num_probes, probe_kind, sign, hutchinson_mode
 ):
     """Check the settings; return (vector field of (X, L) with dL/ds = sign div v, k probes)."""
     check_ode_options(options)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import optax
 
+from interflow_jax.checks import check_positive_int
+
 
 def make_learning_rate(peak: float, warmup_steps: int, total_steps: int, final_fraction=0.01):
     """Linear warm-up 0 -> peak over `warmup_steps`, then cosine decay to final_fraction*peak."""
@@ -57,11 +59,10 @@ def make_max_min_optimizer(
     """
     if not ascent_learning_rate > 0:
         raise ValueError(f"ascent learning rate must be positive; got {ascent_learning_rate}.")
-    if int(inner_steps) < 1:
-        raise ValueError(f"inner_steps must be a positive integer; got {inner_steps}.")
+    inner_steps = check_positive_int(inner_steps, "inner_steps")
     schedule = optax.cosine_decay_schedule(ascent_learning_rate, max(total_steps // inner_steps, 1))
     ascent = optax.chain(optax.scale(-1.0), optax.adam(schedule))
-    outer = optax.MultiSteps(ascent, every_k_schedule=int(inner_steps))
+    outer = optax.MultiSteps(ascent, every_k_schedule=inner_steps)
     return optax.multi_transform({"velocity": velocity, "outer": outer}, _max_min_labels)
 
 
