@@ -7,6 +7,9 @@ Usage: --config=experiments/configs/images.py:NAME[,smoke][,dir=PATH] with NAME 
   cifar10     TFDS cifar10 (32 x 32 x 3), the DDPM CIFAR-10 U-Net
   imagenet32  TFDS imagenet_resized/32x32
   flowers128  TFDS oxford_flowers102, centre-cropped and resized to 128 x 128
+  folder      your own PNG/JPEG files in dir=PATH, one sub-folder per class (or none),
+              centre-cropped and resized to size=S (default 32); a seeded test split
+              of data.test_fraction (interflow_jax/data/image_folder.py)
 TFDS data sets are read with `tfds.data_source` (no TensorFlow) from dir=PATH, else
 $TFDS_DATA_DIR, else ~/tensorflow_datasets, and must be prepared beforehand in the
 ArrayRecord format (the error message says how). `smoke` is a seconds-long run.
@@ -22,9 +25,11 @@ LSUN-like layouts scaled to the input), the digits and MNIST sizes, and the eval
 sizes below.
 """
 
+import os
+
 import ml_collections
 
-from interflow_jax.training.config_io import sibling_config
+from interflow_jax.training.config_io import parse_config_arg, sibling_config
 
 # name: (data name, U-Net keyword arguments, batch size, steps, learning rate)
 SETTINGS = {
@@ -93,21 +98,54 @@ _SMOKE_UNET = dict(
     channels=8, channel_multipliers=(1,), num_res_blocks=1, attention_resolutions=(), num_groups=4
 )
 
+FOLDER = "folder"  # a user's folder of images
+FOLDER_DEFAULT_SIZE = 32
+
 
 def _parse(arg: str):
     parts = [p for p in (arg or "").split(",") if p]
-    name = next((p for p in parts if p in SETTINGS), None)
+    name = next((p for p in parts if p in SETTINGS or p == FOLDER), None)
     if name is None:
         raise ValueError(
-            f"images config needs one of {sorted(SETTINGS)} in its argument; got {arg!r}."
+            f"images config needs one of {sorted(SETTINGS) + [FOLDER]} in its argument; "
+            f"got {arg!r}."
         )
     data_dir = next((p.split("=", 1)[1] for p in parts if p.startswith("dir=")), "")
     return name, "smoke" in parts, data_dir
 
 
+def _folder_size(arg: str, smoke: bool) -> int:
+    _, options = parse_config_arg(arg)
+    size = options.get("size", str(8 if smoke else FOLDER_DEFAULT_SIZE))
+    if not size.isdigit() or int(size) < 2 or int(size) % 2:
+        raise ValueError(f"images config: size= must be an even number of pixels; got {size!r}.")
+    return int(size)
+
+
+def _folder_settings(size: int):
+    """Our choice for a user's folder at S x S: the digits U-Net and optimiser up to 16
+    pixels; beyond, a 3-level 64-channel U-Net (S divisible by 4) at DDPM's rate."""
+    if size <= 16:
+        unet = dict(
+            channels=16,
+            channel_multipliers=(1, 2),
+            num_res_blocks=1,
+            attention_resolutions=(size // 2,),
+        )
+        return (FOLDER, unet, 128, 6_000, 1e-3)
+    if size % 4:
+        raise ValueError(f"images config: size= above 16 must be divisible by 4; got {size}.")
+    unet = dict(
+        channels=64, channel_multipliers=(1, 2, 2), num_res_blocks=2, attention_resolutions=(8,)
+    )
+    return (FOLDER, unet, 128, 50_000, 2e-4)
+
+
 def get_config(arg: str = "digits") -> ml_collections.ConfigDict:
     name, smoke, data_dir = _parse(arg)
-    data_name, unet, batch_size, num_steps, learning_rate = SETTINGS[name]
+    size = _folder_size(arg, smoke) if name == FOLDER else 0
+    settings = _folder_settings(size) if name == FOLDER else SETTINGS[name]
+    data_name, unet, batch_size, num_steps, learning_rate = settings
     config = sibling_config(__file__, "toy2d", "checkerboard" + (",smoke" if smoke else ""))
     config.data = {"kind": "images", "name": data_name, "dir": data_dir, "image_size": 0}
     config.data.num_test = 10_000  # the first 10,000 test images (all of them when smaller)
@@ -136,11 +174,28 @@ def get_config(arg: str = "digits") -> ml_collections.ConfigDict:
         num_fid_samples=10_000,
         show_progress=True,  # image likelihood solves take minutes on a CPU
     )
-    if name == "digits":
+    if name == "digits" or 0 < size <= 16:
         _digits(config)
     if smoke:
         _smoke(config, name)
+    if name == FOLDER:
+        _folder(config, data_dir, size)
     return config
+
+
+def _folder(config, data_dir: str, size: int) -> None:
+    """A user's image folder (data.kind 'image_folder'); EMA parameters evaluated."""
+    if not data_dir:
+        raise ValueError("images config: folder needs dir=PATH, the folder of images.")
+    config.data = {
+        "kind": "image_folder",
+        "name": FOLDER,
+        "dir": os.path.abspath(os.path.expanduser(data_dir)),
+        "image_size": size,
+        "test_fraction": 0.1,
+        "split_seed": 0,
+    }
+    config.eval.use_ema = True
 
 
 def _digits(config) -> None:

@@ -36,3 +36,27 @@ def sibling_config(config_file: str, name: str, arg: str) -> ml_collections.Conf
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module.get_config(arg)
+
+
+def parse_config_arg(arg: str | None, words=None, options=None) -> tuple[list[str], dict[str, str]]:
+    """Split a config argument 'WORD,...,NAME=VALUE,...' into (words, {NAME: VALUE}).
+
+    `words` / `options`, when given, are the accepted words and option names; anything
+    else raises ValueError naming it and what is accepted. A value may hold '=' but not
+    ',' (set such a value with a --config.* flag instead).
+    """
+    found_words, found_options = [], {}
+    for part in (p.strip() for p in (arg or "").split(",")):
+        if not part:
+            continue
+        if "=" in part:
+            name, value = part.split("=", 1)
+            found_options[name] = value
+        else:
+            found_words.append(part)
+    unknown = [w for w in found_words if words is not None and w not in words]
+    unknown += [f"{n}=" for n in found_options if options is not None and n not in options]
+    if unknown:
+        accepted = sorted(words or ()) + [f"{n}=" for n in sorted(options or ())]
+        raise ValueError(f"unknown config argument(s) {unknown} in {arg!r}; accepted: {accepted}.")
+    return found_words, found_options

@@ -51,6 +51,8 @@ class Problem(NamedTuple):
     true_log_prob: Any  # (n, *event_shape) -> (n,), or None
     name: str
     finite: FiniteData | None = None
+    # a user's files: their record and standardisation (own_data_problem.DataRecord)
+    data_record: Any = None
 
 
 def _identity(raw, key):
@@ -66,9 +68,17 @@ def build_problem(config) -> Problem:
     kind = config.data.kind
     builders = {"toy2d": _toy2d_problem, "gaussian": _gaussian_problem}
     builders.update(mixture=_mixture_problem, tabular=_tabular_problem, images=_image_problem)
+    builders.update(own_data=_own_files_problem, image_folder=_own_files_problem)
     if kind not in builders:
         raise ValueError(f"config.data.kind must be one of {sorted(builders)}; got {kind!r}.")
     return builders[kind](config)
+
+
+def _own_files_problem(config) -> Problem:
+    """A user's data matrix or image folder (training/own_data_problem.py)."""
+    from interflow_jax.training import own_data_problem  # here: it builds on this module
+
+    return own_data_problem.build_problem(config)
 
 
 def _toy2d_problem(config) -> Problem:
