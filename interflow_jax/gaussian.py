@@ -40,6 +40,27 @@ def make_gaussian_velocity(interpolant: Interpolant):
     return field
 
 
+def make_class_gaussian_velocity(interpolant: Interpolant):
+    """The exact class-conditional field for targets rho1(. | y) = N(m_y, S_y) (PAPER s. 7, 9).
+
+    `field(t, x, params)` with params {'means': (K + 1, d), 'covs': (K + 1, d, d)} and
+    optionally 'labels' () or (batch,) in {0, ..., K}; without labels row K (the null
+    label) is used. Sample i follows the exact velocity of N(m_{y_i}, S_{y_i}), so its flow
+    gives log p(x | y) = log N(x; m_y, S_y). t: (batch,), x: (batch, d) -> (batch, d).
+    """
+    single = make_gaussian_velocity(interpolant)
+
+    def one(t, x, mean, cov):
+        return single(t[None], x[None], {"mean": mean, "cov": cov})[0]
+
+    def field(t, x, params):
+        null = params["means"].shape[0] - 1
+        labels = jnp.broadcast_to(params.get("labels", null), x.shape[:1])
+        return jax.vmap(one)(t, x, params["means"][labels], params["covs"][labels])
+
+    return field
+
+
 def gaussian_log_prob(x, mean, cov):
     """log N(x; mean, cov) for x (batch, d)."""
     return multivariate_normal.logpdf(x, mean, cov)

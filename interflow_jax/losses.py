@@ -5,6 +5,10 @@
 Its unique minimiser is the interpolant's velocity v, where G = -int E|v_t(x_t)|^2 dt,
 minus the path length. The diagnostic G + E|v^_t(x_t)|^2 tends to 0 as v^ -> v. Only
 one network evaluation per sample: no ODE is solved during training.
+
+Class-conditional training (PAPER section 9): a batch may carry labels 'y'; the loss
+drops each to the null label w.p. p_uncond and binds them into the field's params
+(`conditional.make_label_binder`), so the same G trains v(t, x | y) and v(t, x | null).
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
+from interflow_jax.conditional import make_label_binder
 from interflow_jax.densities import Density
 from interflow_jax.interpolants import Interpolant, coefficients_and_derivatives, interpolate
 from interflow_jax.time_sampling import TimeSampler, time_grid
@@ -62,11 +67,16 @@ def make_velocity_loss(
     estimator: str = "plain",
     num_times: int = 1,
     num_base_samples: int | None = None,
+    num_classes: int = 0,
+    p_uncond: float = 0.1,
 ):
     """Return `loss_fn(params, batch, key, interpolant_params=None) -> (G, metrics)`.
 
     batch: {'x1': (N, *dims)} and optionally {'x0': (n, *dims)}; without 'x0' the base
-      density is sampled (n = N, or `num_base_samples` for all pairs).
+      density is sampled (n = N, or `num_base_samples` for all pairs). Optionally
+      {'y': (N,) int labels in [0, num_classes)}: then params must be a dict, each label
+      becomes the null label num_classes w.p. `p_uncond` (per example, from
+      fold_in(key, 2)) and the field sees them as params['labels'] (one per input).
     estimator:
       'plain': one time per pair (t_i, x0_i, x1_i), n = N, network batch N.
       'all_pairs': K = `num_times` times, and for each every one of the n x N pairs
@@ -83,8 +93,11 @@ def make_velocity_loss(
             raise ValueError("batch has no 'x0' and no base density was given to sample it.")
         return base.sample(key, n)
 
+    bind_labels = make_label_binder(num_classes, p_uncond)
+
     def plain(params, batch, key, interpolant_params=None):
         x1 = batch["x1"]
+        params = bind_labels(params, batch, jax.random.fold_in(key, 2))
         key_t, key_x0 = jax.random.split(key)
         x0 = base_samples(batch, key_x0, x1.shape[0])
         t = time_sampler(key_t, x1.shape[0])
@@ -96,6 +109,8 @@ def make_velocity_loss(
         key_t, key_x0 = jax.random.split(key)
         x0 = base_samples(batch, key_x0, num_base_samples or x1.shape[0])
         t = time_sampler(key_t, num_times)
+        repeats = (num_times, x0.shape[0])  # network inputs are ordered (time, x0, x1)
+        params = bind_labels(params, batch, jax.random.fold_in(key, 2), repeats)
         x_t, dx_t, times = _all_pairs(interpolant, t, x0, x1, interpolant_params)
         return _metrics(*quadratic_integrand(field(times, x_t, params), dx_t))
 

@@ -19,6 +19,22 @@ def as_field(module: nn.Module):
     return field
 
 
+def as_conditional_field(module: nn.Module):
+    """Return `field(t, x, params) = module.apply(params['velocity'], t, x, y=labels)`.
+
+    For a module with `num_classes = K > 0` (`models.labels`): the labels travel inside
+    params, as params['labels'] of shape () or (batch,) with values in {0, ..., K}; without
+    that entry the null label K is used, which gives the unconditional field. Keeping the
+    labels in params keeps the one signature field(t, x, params), so flows, likelihoods
+    and samplers work unchanged (`interflow_jax.conditional.with_labels`).
+    """
+
+    def field(t, x, params):
+        return module.apply(params["velocity"], t, x, y=params.get("labels"))
+
+    return field
+
+
 def init_params(module: nn.Module, key: jax.Array, event_shape: tuple[int, ...]):
     """Initialise `module` on a dummy batch of one sample of `event_shape`."""
     t = jnp.zeros((1,))

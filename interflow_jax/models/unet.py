@@ -23,6 +23,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from interflow_jax.models.labels import LabelEmbedding, check_num_classes, label_indices
 from interflow_jax.models.mlp import sinusoidal_embedding
 
 # The CIFAR-10 U-Net of DDPM (Ho et al. 2020, appendix B), used for the paper's image
@@ -172,6 +173,11 @@ class UNet(nn.Module):
     Computation runs in `dtype`, parameters are stored in `param_dtype`, and the output is
     cast back to x.dtype. Dropout is active only when train=True and draws from the
     'dropout' rng collection.
+
+    Conditional (num_classes = K > 0, as in class-conditional DDPM U-Nets): a learned
+    (K + 1, 4 channels) label table is added to the time embedding, temb(t) + E[y], with
+    row K the null label (y = None); see `models.labels`. With K = 0 (the default) there
+    is no table and the parameters are those of the unconditional U-Net.
     """
 
     channels: int = 32
@@ -183,6 +189,7 @@ class UNet(nn.Module):
     num_groups: int = 8
     dtype: Any = jnp.float32
     param_dtype: Any = jnp.float32
+    num_classes: int = 0
 
     def _widths(self) -> list[int]:
         return [self.channels * m for m in self.channel_multipliers]
@@ -221,11 +228,13 @@ class UNet(nn.Module):
         return AttentionBlock(self.num_heads, self.num_groups, name=name, **self._modules())
 
     @nn.compact
-    def __call__(self, t: jax.Array, x: jax.Array, train: bool = False) -> jax.Array:
+    def __call__(
+        self, t: jax.Array, x: jax.Array, train: bool = False, y: jax.Array | None = None
+    ) -> jax.Array:
         num_levels = len(self.channel_multipliers)
         t = _check_inputs(t, x, num_levels)
         self._check_config(x.shape[1])
-        temb = TimeEmbedding(4 * self.channels, name="time_embedding", **self._modules())(t)
+        temb = self._embedding(t, y, x.shape[0])
         conv_in = nn.Conv(self.channels, (3, 3), padding="SAME", name="conv_in", **self._modules())
         skips = [conv_in(x.astype(self.dtype))]
         h = self._down(skips, temb, train)
@@ -244,6 +253,17 @@ class UNet(nn.Module):
             **self._modules(),
         )
         return conv_out(h).astype(x.dtype)
+
+    def _embedding(self, t: jax.Array, y: jax.Array | None, batch: int) -> jax.Array:
+        """temb(t) (batch, 4 channels), plus the label embedding E[y] when conditional."""
+        temb = TimeEmbedding(4 * self.channels, name="time_embedding", **self._modules())(t)
+        labels = label_indices(y, batch, check_num_classes(self.num_classes))
+        if labels is None:
+            return temb
+        table = LabelEmbedding(
+            self.num_classes, 4 * self.channels, name="label_embedding", **self._modules()
+        )
+        return temb + table(labels)
 
     def _down(self, skips: list, temb: jax.Array, train: bool) -> jax.Array:
         """Down path; appends every activation the up path will concatenate to `skips`."""
