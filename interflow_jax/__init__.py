@@ -6,6 +6,7 @@ and never reads configs; `interflow_jax.training` turns configs into runs.
 """
 
 from interflow_jax import (
+    conditional,
     densities,
     divergence,
     flows,
@@ -17,6 +18,7 @@ from interflow_jax import (
 
 __version__ = "0.1.0"
 __all__ = [
+    "conditional",
     "densities",
     "divergence",
     "flows",
