@@ -14,7 +14,7 @@ import numpy as np
 from absl import app, flags, logging
 
 from interflow_jax import plotting
-from interflow_jax.training import distributed, evaluation, setup
+from interflow_jax.training import distributed, evaluation, figures, setup
 from interflow_jax.training.checkpoint import Checkpointer
 from interflow_jax.training.config_io import config_from_dict
 
@@ -77,10 +77,10 @@ def main(argv):
     path = os.path.join(_WORKDIR.value, f"samples_{method}.npy")
     np.save(path, x)
     if x.ndim == 4:  # images: a grid of (up to) the first 64
-        evaluation.write_image_grid(problem, x[:64], path.replace(".npy", ".png"))
+        figures.write_image_grid(problem, x[:64], path.replace(".npy", ".png"))
     elif x.shape[1:] == (2,):
         data = evaluation.test_points(config, problem, _NUM.value)
-        plotting.plot_samples(x, data, path.replace(".npy", ".png"), evaluation.extent_of(data))
+        plotting.plot_samples(x, data, path.replace(".npy", ".png"), figures.extent_of(data))
     logging.info("wrote %s", path)
 
 

@@ -59,24 +59,27 @@ def plot_trajectories(paths, path: str, extent=(-4.5, 4.5, -4.5, 4.5)) -> None:
 
 
 def plot_curves(records: list[dict], path: str, true_nll: float | None = None) -> None:
-    """Training loss (and convergence gap) and validation NLL against step, from records."""
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    """Training curves against step, from the metrics records: the loss G, the convergence
+    diagnostic |G + E|v|^2| on its own log axis (it falls towards 0 as v^ -> v, PAPER
+    section 3, while G itself settles at minus the path length), and the validation NLL."""
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4))
     train = [r for r in records if "loss" in r]
     evals = [r for r in records if "validation_nll" in r]
     if train:
         steps = [r["step"] for r in train]
         axes[0].plot(steps, [r["loss"] for r in train], label="G (loss)")
-        axes[0].plot(steps, [r["convergence_gap"] for r in train], label="G + E|v|^2")
-        axes[0].legend()
-    axes[0].set_xlabel("step")
-    axes[0].set_title("training loss")
+        gap = np.abs([r["convergence_gap"] for r in train])
+        axes[1].semilogy(steps, np.maximum(gap, np.finfo(np.float32).tiny), color="C1")
+    axes[0].set_title("training loss G")
+    axes[1].set_title("convergence diagnostic |G + E|v|^2|")
     if evals:
-        axes[1].plot([r["step"] for r in evals], [r["validation_nll"] for r in evals], "o-")
+        axes[2].plot([r["step"] for r in evals], [r["validation_nll"] for r in evals], "o-")
     if true_nll is not None:
-        axes[1].axhline(true_nll, color="k", ls="--", label=f"true {true_nll:.3f}")
-        axes[1].legend()
-    axes[1].set_xlabel("step")
-    axes[1].set_title("validation NLL (nats)")
+        axes[2].axhline(true_nll, color="k", ls="--", label=f"true {true_nll:.3f}")
+        axes[2].legend()
+    axes[2].set_title("validation NLL (nats)")
+    for ax in axes:
+        ax.set_xlabel("step")
     _save(fig, path)
 
 

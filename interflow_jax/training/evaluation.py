@@ -1,7 +1,8 @@
-"""Evaluate a trained 2-D flow: test NLL (exact or Hutchinson), samples, figures.
+"""Evaluate a trained flow: the numbers. Test NLL (exact or Hutchinson) with the gap to the
+true cross-entropy or bits/dim, path length, sample quality (energy distance) and FID.
 
-Writes into the workdir: metrics.json, samples.png, density.png, trajectories.png and
-curves.png.
+`evaluate` writes `<workdir>/metrics.json` and hands the pictures to `figures.py`. Every
+process computes; process 0 writes the files.
 """
 
 from __future__ import annotations
@@ -23,16 +24,15 @@ from interflow_jax import (
     interpolants,
     learnable,
     losses,
-    plotting,
     sample_quality,
 )
 from interflow_jax.checks import check_positive_int
 from interflow_jax.data import images
-from interflow_jax.training import best, checkpoint, metrics_log, setup
+from interflow_jax.training import best, checkpoint, setup
+from interflow_jax.training import figures as pictures
 
-TEST_KEY_OFFSET = 10**6  # test points come from fold_in(seed_key, this): never trained on
+TEST_KEY_OFFSET = setup.TEST_KEY_OFFSET  # test points: fold_in(seed_key, this), never trained on
 VALIDATION_KEY_OFFSET = 2 * 10**6  # validation points: disjoint draws from test and training
-EXTENT = (-4.5, 4.5, -4.5, 4.5)
 
 
 def _held_out(config, problem, split: str, offset: int, num_points: int):
@@ -61,7 +61,7 @@ def validation_points(config, problem, num_points: int):
 def test_nll(config, flow, params, x):
     """Mean NLL over x with its standard error (over points, plus probes when Hutchinson)."""
     start = time.perf_counter()
-    key = jax.random.fold_in(setup.seed_key(config), TEST_KEY_OFFSET + 1)
+    key = setup.held_out_key(config, 1)
     log_prob, probe_error, nfes = flows.log_prob_in_chunks(
         flow, params, x, config.eval.chunk_size, key=key
     )
@@ -137,17 +137,10 @@ def bits_per_dim_metrics(problem, nll_metrics, prefix: str = "test"):
     }
 
 
-def _grid(size: int, extent=EXTENT):
-    xs = np.linspace(extent[0], extent[1], size)
-    ys = np.linspace(extent[2], extent[3], size)
-    mesh = np.stack(np.meshgrid(xs, ys), axis=-1).reshape(-1, 2)
-    return jnp.asarray(mesh, dtype=jnp.result_type(float))
-
-
 def draw_samples(config, problem, flow, field, params):
     """ODE samples (and SDE samples when config.eval.sde.enabled) with energy distances."""
     ev = config.eval
-    key = jax.random.fold_in(setup.seed_key(config), TEST_KEY_OFFSET + 2)
+    key = setup.held_out_key(config, 2)
     data = test_points(config, problem, ev.num_plot_samples)
     samples = {"ode": flow.sample(params, key, ev.num_plot_samples).x}
     if ev.sde.enabled:
@@ -187,7 +180,7 @@ def path_length_metrics(config, problem, field, params):
     """int E|v^_t(x_t)|^2 dt of the trained field (any interpolant), and for a Gaussian
     target the exact path lengths of the trig, linear and (learned) interpolants and W2^2."""
     interpolant, _ = setup.build_interpolant(config)
-    key = jax.random.fold_in(setup.seed_key(config), TEST_KEY_OFFSET + 4)
+    key = setup.held_out_key(config, 4)
     n = config.eval.num_path_length_pairs
     if problem.finite is None:
         x1 = problem.sample_data(jax.random.fold_in(key, 1), n)
@@ -221,51 +214,6 @@ def gaussian_reference_lengths(config, interpolant, params):
     return exact
 
 
-def write_figures(config, workdir, problem, flow, field, params, samples, data, results):
-    """Figures of the first two coordinates (all of them in 2-D); the density in 2-D only;
-    image grids for images."""
-    ev = config.eval
-    if len(problem.event_shape) == 3:
-        write_image_figures(config, workdir, problem, field, params, samples, data)
-        records = metrics_log.read(workdir)
-        plotting.plot_curves(records, os.path.join(workdir, "curves.png"), None)
-        return
-    data = data[:, :2]
-    extent = EXTENT if config.data.kind == "toy2d" else extent_of(data)
-    for kind, x in samples.items():
-        name = "samples.png" if kind == "ode" else f"samples_{kind}.png"
-        plotting.plot_samples(x[:, :2], data, os.path.join(workdir, name), extent)
-    key = jax.random.fold_in(setup.seed_key(config), TEST_KEY_OFFSET + 5)
-    x0 = flow.base.sample(key, ev.num_trajectories)
-    paths = flows.make_trajectories(field, setup.build_ode_options(ev))(
-        params, x0, jnp.linspace(0.0, 1.0, 64, dtype=x0.dtype)
-    )
-    plotting.plot_trajectories(paths[..., :2], os.path.join(workdir, "trajectories.png"), extent)
-    if flow.base.log_prob is not None and problem.event_shape == (2,):
-        write_density(config, workdir, problem, flow, params, extent)
-    records = metrics_log.read(workdir)
-    plotting.plot_curves(records, os.path.join(workdir, "curves.png"), results.get("true_nll"))
-    references = {
-        k: results[k] for k in ("w2_squared", "path_length_exact_trigonometric") if k in results
-    }
-    plotting.plot_path_length(records, os.path.join(workdir, "path_length.png"), references)
-    if "interpolant" in params:
-        write_interpolant_figure(config, workdir, params)
-
-
-def write_image_grid(problem, z, path: str) -> None:
-    """A grid of images z (n, H, W, C) in (-1, 1), mapped back to their levels; images
-    smaller than 64 pixels are enlarged (nearest neighbour) so that they can be seen."""
-    pixels = np.asarray(images.to_uint8_grid_values(z, problem.finite.num_levels))
-    images.save_image_grid(enlarge(pixels), path, num_rows=max(1, int(math.sqrt(len(pixels)))))
-
-
-def enlarge(pixels: np.ndarray, min_size: int = 64) -> np.ndarray:
-    """Repeat the pixels of (n, H, W, C) images k = ceil(min_size / H) times per axis."""
-    factor = max(1, -(-min_size // pixels.shape[1]))
-    return pixels.repeat(factor, axis=1).repeat(factor, axis=2)
-
-
 def fid_metrics(config, problem, flow, params) -> dict:
     """FID of eval.num_fid_samples ODE samples against the test images (images only), or
     the reason it was skipped (no Inception weights file at eval.fid_weights)."""
@@ -277,7 +225,7 @@ def fid_metrics(config, problem, flow, params) -> dict:
         logging.warning(reason)
         return {"fid_skipped": reason}
     levels = problem.finite.num_levels
-    key = jax.random.fold_in(setup.seed_key(config), TEST_KEY_OFFSET + 7)
+    key = setup.held_out_key(config, 7)
     batches = []
     for start in range(0, ev.num_fid_samples, ev.chunk_size):
         n = min(ev.chunk_size, ev.num_fid_samples - start)
@@ -287,67 +235,6 @@ def fid_metrics(config, problem, flow, params) -> dict:
     value = fid.compute_fid(extractor, np.concatenate(batches), test, ev.chunk_size)
     logging.info("FID %.2f (%s)", value, reason)
     return {"fid": value, "fid_num_samples": int(ev.num_fid_samples)}
-
-
-def write_progress_grid(config, workdir, step, problem, flow, params) -> None:
-    """During training: a grid of eval.num_plot_samples ODE samples,
-    `samples_step<step>.png` (images only)."""
-    if len(problem.event_shape) != 3 or jax.process_index() != 0:
-        return
-    key = jax.random.fold_in(setup.seed_key(config), TEST_KEY_OFFSET + 6)
-    z = flow.sample(params, key, config.eval.num_plot_samples).x
-    write_image_grid(problem, z, os.path.join(workdir, f"samples_step{step}.png"))
-
-
-def write_image_figures(config, workdir, problem, field, params, samples, data) -> None:
-    """samples.png (ODE samples), data.png (test images), trajectories.png (rows: one
-    sample each, columns: x_t at 8 times from t = 0 to 1)."""
-    n = min(64, len(data))
-    for kind, z in samples.items():
-        name = "samples.png" if kind == "ode" else f"samples_{kind}.png"
-        write_image_grid(problem, z[:64], os.path.join(workdir, name))
-    write_image_grid(problem, data[:n], os.path.join(workdir, "data.png"))
-    key = jax.random.fold_in(setup.seed_key(config), TEST_KEY_OFFSET + 5)
-    x0 = setup.base_for(params, problem).sample(key, 8)
-    times = jnp.linspace(0.0, 1.0, 8, dtype=x0.dtype)
-    paths = flows.make_trajectories(field, setup.build_ode_options(config.eval))(params, x0, times)
-    strip = jnp.swapaxes(paths, 0, 1).reshape(-1, *problem.event_shape)  # row = one sample
-    pixels = np.asarray(images.to_uint8_grid_values(strip, problem.finite.num_levels))
-    images.save_image_grid(enlarge(pixels), os.path.join(workdir, "trajectories.png"), num_rows=8)
-
-
-def extent_of(points):
-    points = np.asarray(points)
-    low, high = np.percentile(points, 0.5, axis=0), np.percentile(points, 99.5, axis=0)
-    pad = 0.5 + 0.1 * (high - low)
-    lo, hi = min(low - pad), max(high + pad)
-    return (float(lo), float(hi), float(lo), float(hi))
-
-
-def write_density(config, workdir, problem, flow, params, extent):
-    ev = config.eval
-    grid = _grid(ev.grid_size, extent)
-    log_prob, _, _ = flows.log_prob_in_chunks(flow, params, grid, ev.chunk_size)
-    shape = (ev.grid_size, ev.grid_size)
-    model = np.exp(np.asarray(log_prob)).reshape(shape)
-    truth = None
-    if problem.true_log_prob is not None:
-        truth = np.exp(np.asarray(problem.true_log_prob(grid))).reshape(shape)
-    plotting.plot_density(model, truth, extent, os.path.join(workdir, "density.png"))
-
-
-def write_interpolant_figure(config, workdir, params):
-    interpolant, _ = setup.build_interpolant(config)
-    t = jnp.linspace(0.0, 1.0, 201)
-    curves = {
-        "learned": interpolant.coefficients(t, params["interpolant"]),
-        "trigonometric": interpolants.TRIGONOMETRIC.coefficients(t),
-        "linear": interpolants.LINEAR.coefficients(t),
-    }
-    if config.data.kind == "gaussian":
-        s = config.data.scale
-        curves["optimal (Gaussian)"] = (jnp.sqrt((1 - t) ** 2 + 2 * s * t * (1 - t)), t)
-    plotting.plot_interpolant_coefficients(t, curves, os.path.join(workdir, "interpolant.png"))
 
 
 def restore_params(
@@ -378,7 +265,8 @@ def evaluate(
 ) -> dict:
     """Test NLL, samples and figures for the model in `workdir` (or the given params).
 
-    Results go to `<workdir>/<metrics_name>`; figures are skipped with figures=False.
+    Results go to `<workdir>/<metrics_name>`; figures are skipped with
+    figures=False.
     """
     problem = setup.build_problem(config)
     _, field = setup.build_model(config)
@@ -407,6 +295,7 @@ def evaluate(
     results.update(sample_metrics, **fid_metrics(config, problem, flow, params))
     if jax.process_index() == 0:
         checkpoint.write_json_atomic(os.path.join(workdir, metrics_name), results)
-    if figures and jax.process_index() == 0:
-        write_figures(config, workdir, problem, flow, field, params, samples, data, results)
+    if figures:
+        arrays = pictures.figure_arrays(config, problem, flow, field, params, data)
+        pictures.write_figures(config, workdir, problem, params, samples, data, arrays, results)
     return results

@@ -20,6 +20,7 @@ from tqdm.auto import tqdm
 from interflow_jax.training import (
     checkpoint,
     evaluation,
+    figures,
     host_input,
     metrics_log,
     setup,
@@ -144,7 +145,7 @@ def progress_figures(config, workdir, step, problem, flow, state) -> None:
     """Image grids of the evaluated parameters while training (images only)."""
     if len(problem.event_shape) == 3 and step < config.training.num_steps:
         params = state.ema_params if config.eval.use_ema else state.params
-        evaluation.write_progress_grid(config, workdir, step, problem, flow, params)
+        figures.write_progress_grid(config, workdir, step, problem, flow, params)
 
 
 def flow_field(config):

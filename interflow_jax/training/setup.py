@@ -295,6 +295,15 @@ def seed_key(config) -> jax.Array:
     return jax.random.key(int(config.seed))
 
 
+TEST_KEY_OFFSET = 10**6  # held-out draws come from fold_in(seed_key, this + k): never trained on
+
+
+def held_out_key(config, k: int = 0) -> jax.Array:
+    """fold_in(seed_key, TEST_KEY_OFFSET + k): the evaluation's k-th stream of randomness
+    (test points, probes, samples, figures), disjoint from every training step's key."""
+    return jax.random.fold_in(seed_key(config), TEST_KEY_OFFSET + k)
+
+
 def build_optimizer(config):
     """AdamW for params['velocity']; gradient *ascent* for the learned parts.
 
