@@ -5,6 +5,7 @@ import math
 import numpy as np
 import pytest
 import scipy.linalg
+from flax import traverse_util
 
 from interflow_jax import fid
 
@@ -161,3 +162,177 @@ def test_inception_features_shape_and_npz_round_trip(tmp_path):
     np.testing.assert_array_equal(grey, extractor(np.repeat(images[..., :1], 3, axis=-1)))
     with pytest.raises(ValueError, match="uint8"):
         extractor(images.astype(np.float32))
+
+
+# ---------------------------------------------------------------------------------------
+# Conversion of pytorch-fid's state dict (no torch needed: arrays in torch's layout)
+# ---------------------------------------------------------------------------------------
+
+_TORCH_BN = {"scale": "weight", "bias": "bias", "mean": "running_mean", "var": "running_var"}
+
+
+def _random_flax_params(seed):
+    """Random values for every InceptionV3 param (BN statistics too), keyed by '/' paths."""
+    rng = np.random.default_rng(seed)
+    shapes = fid.inception_param_shapes()
+    return {k: rng.normal(size=s).astype(np.float32) for k, s in shapes.items()}
+
+
+def _as_torch_state_dict(flat_params):
+    """Flax params -> pytorch-fid's names and layouts, with the entries it must drop."""
+    state = {"fc.weight": np.zeros((1008, 2048)), "fc.bias": np.zeros(1008)}
+    for key, value in flat_params.items():
+        *path, leaf = key.split("/")
+        if leaf == "kernel":
+            state[".".join([*path, "weight"])] = value.transpose(3, 2, 0, 1)
+        else:
+            state[".".join([*path, _TORCH_BN[leaf]])] = value
+            state[".".join([*path, "num_batches_tracked"])] = np.array(0)
+    return state
+
+
+def test_convert_state_dict_maps_names_and_transposes_kernels():
+    flat = _random_flax_params(seed=7)
+    state = _as_torch_state_dict(flat)
+    kernel = state["Mixed_6b.branch7x7_2.conv.weight"]
+    assert kernel.shape == (128, 128, 1, 7)  # (O, I, kh, kw): the 1x7 conv of Mixed_6b
+    params = fid.convert_pytorch_fid_state_dict(state)
+    converted = traverse_util.flatten_dict(params, sep="/")
+    assert converted.keys() == flat.keys()
+    for key, value in flat.items():
+        np.testing.assert_array_equal(converted[key], value, err_msg=key)
+    np.testing.assert_array_equal(
+        params["Mixed_7c"]["branch_pool"]["bn"]["var"], state["Mixed_7c.branch_pool.bn.running_var"]
+    )
+
+
+def test_convert_state_dict_rejects_unknown_missing_and_misshapen_entries():
+    state = _as_torch_state_dict(_random_flax_params(seed=8))
+    with pytest.raises(ValueError, match="unexpected entry 'Mixed_5b.extra.weight'"):
+        fid.convert_pytorch_fid_state_dict({**state, "Mixed_5b.extra.weight": np.zeros(3)})
+    missing = {k: v for k, v in state.items() if k != "Conv2d_1a_3x3.bn.running_mean"}
+    with pytest.raises(ValueError, match="1 missing .*Conv2d_1a_3x3/bn/mean"):
+        fid.convert_pytorch_fid_state_dict(missing)
+    misshapen = {**state, "Conv2d_1a_3x3.conv.weight": np.zeros((32, 3, 5, 5))}
+    with pytest.raises(ValueError, match="1 with wrong shapes"):
+        fid.convert_pytorch_fid_state_dict(misshapen)
+
+
+def test_convert_command_checks_its_paths(tmp_path):
+    with pytest.raises(FileNotFoundError, match="absent.pth"):
+        fid.main(["--convert", str(tmp_path / "absent.pth"), "--out", str(tmp_path / "w.npz")])
+    with pytest.raises(ValueError, match="must end in .npz"):
+        fid.main(["--convert", str(tmp_path / "absent.pth"), "--out", str(tmp_path / "w.bin")])
+
+
+# ---------------------------------------------------------------------------------------
+# Agreement with pytorch-fid (the reference network behind published FIDs)
+# ---------------------------------------------------------------------------------------
+
+
+def _import_pytorch_fid():
+    """(torch, pytorch_fid.inception, pytorch_fid.fid_score), or skip with the reason."""
+    try:
+        import torch
+        from pytorch_fid import fid_score, inception
+    except (ImportError, RuntimeError) as error:  # torchvision beside a CPU torch: RuntimeError
+        pytest.skip(f"pytorch-fid reference not importable ({error!r}); pip install '.[fid]'")
+    return torch, inception, fid_score
+
+
+def _random_torch_state_dict(torch, torchvision, seed):
+    """A random state dict of the FID InceptionV3's names and shapes (torchvision's
+    inception_v3 with 1008 classes and no auxiliary head has the same entries): He-normal
+    convolutions, non-trivial BatchNorm statistics."""
+    template = torchvision.models.inception_v3(
+        weights=None, aux_logits=False, num_classes=1008, init_weights=False
+    ).state_dict()
+    gen = torch.Generator().manual_seed(seed)
+
+    def draw(key, value):
+        if key.endswith("conv.weight"):
+            return torch.randn(value.shape, generator=gen) * (2.0 / value[0].numel()) ** 0.5
+        if key.endswith(("bn.weight", "running_var")):
+            return 0.5 + torch.rand(value.shape, generator=gen)
+        if key.endswith(("bn.bias", "running_mean")):
+            return 0.1 * torch.randn(value.shape, generator=gen)
+        return value  # fc, num_batches_tracked: not used by pool3
+
+    return {key: draw(key, value) for key, value in template.items()}
+
+
+def _write_pngs(images, directory):
+    from PIL import Image
+
+    directory.mkdir()
+    paths = [str(directory / f"{i:03d}.png") for i in range(len(images))]
+    for image, path in zip(images, paths, strict=True):
+        Image.fromarray(image).save(path)
+    return paths
+
+
+def _reference_features(fid_score, model, paths):
+    """pytorch-fid's own loader (PIL, ToTensor), resize, scaling and network -> (n, 2048)."""
+    return fid_score.get_activations(paths, model, len(paths), 2048, "cpu", num_workers=0)
+
+
+def _reference_fid(fid_score, features_a, features_b):
+    """pytorch-fid's statistics (np.mean, np.cov) and Frechet distance (scipy sqrtm)."""
+    stats = [(np.mean(f, axis=0), np.cov(f, rowvar=False)) for f in (features_a, features_b)]
+    return fid_score.calculate_frechet_distance(*stats[0], *stats[1])
+
+
+def _test_image_sets(n):
+    """Two clearly different sets of n uint8 32x32x3 images: white noise, and smooth darker
+    images (4x4 noise upsampled by 8)."""
+    rng = np.random.default_rng(11)
+    noise = rng.integers(0, 256, (n, 32, 32, 3), dtype=np.uint8)
+    coarse = rng.integers(0, 160, (n, 4, 4, 3), dtype=np.uint8)
+    smooth = np.repeat(np.repeat(coarse, 8, axis=1), 8, axis=2)
+    return noise, smooth
+
+
+def _relative_error(ours, reference):
+    return float(np.linalg.norm(ours - reference) / np.linalg.norm(reference))
+
+
+@pytest.mark.slow
+def test_features_and_fid_agree_with_pytorch_fid(tmp_path, monkeypatch):
+    """pytorch-fid's InceptionV3([3]) with random weights (its weight loader patched to
+    return them; any download attempt fails the test) against ours on the converted
+    weights: the pool3 features of the same images (PNG files read by pytorch-fid's loader,
+    32x32 upsampled and 341x403 downsampled to 299) and the FID between two sets."""
+    torch, inception, fid_score = _import_pytorch_fid()
+    import torchvision
+
+    def no_download(*args, **kwargs):
+        raise AssertionError(f"pytorch-fid tried to download {args}")
+
+    monkeypatch.setattr(torch.hub, "download_url_to_file", no_download)
+    state = _random_torch_state_dict(torch, torchvision, seed=0)
+    monkeypatch.setattr(inception, "load_state_dict_from_url", lambda *a, **k: state)
+    model = inception.InceptionV3([inception.InceptionV3.BLOCK_INDEX_BY_DIM[2048]]).eval()
+
+    torch.save(state, tmp_path / "pt_inception-random.pth")
+    npz = str(tmp_path / "inception.npz")
+    fid.main(["--convert", str(tmp_path / "pt_inception-random.pth"), "--out", npz])
+    extractor, _ = fid.load_inception_extractor(npz)
+
+    large = np.random.default_rng(12).integers(0, 256, (2, 341, 403, 3), dtype=np.uint8)
+    images_a, images_b = _test_image_sets(48)
+    ours, reference = {}, {}
+    for name, images in (("large", large), ("a", images_a), ("b", images_b)):
+        paths = _write_pngs(images, tmp_path / name)
+        with torch.no_grad():
+            reference[name] = _reference_features(fid_score, model, paths)
+        ours[name] = fid.extract_features(extractor, images, batch_size=16)
+        max_abs = float(np.max(np.abs(ours[name] - reference[name])))
+        error = _relative_error(ours[name], reference[name])
+        print(f"features {name}: max abs diff {max_abs:.3g}, relative error {error:.3g}")
+        assert error < 1e-5, (name, max_abs, error)
+
+    ours_fid = fid.fid_from_features(ours["a"], ours["b"])  # = fid.compute_fid on the images
+    reference_fid = _reference_fid(fid_score, reference["a"], reference["b"])
+    difference = abs(ours_fid - reference_fid) / reference_fid
+    print(f"FID ours {ours_fid:.9g}, pytorch-fid {reference_fid:.9g}, relative {difference:.2g}")
+    assert ours_fid == pytest.approx(reference_fid, rel=1e-3)
