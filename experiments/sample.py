@@ -14,7 +14,7 @@ import numpy as np
 from absl import app, flags, logging
 
 from interflow_jax import plotting
-from interflow_jax.training import distributed, evaluation, figures, setup
+from interflow_jax.training import distributed, evaluation, figures, own_data_problem, setup
 from interflow_jax.training.checkpoint import Checkpointer
 from interflow_jax.training.config_io import config_from_dict
 
@@ -56,7 +56,9 @@ def main(argv):
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
     _INITIALIZE_DISTRIBUTED()
     config = _config(_WORKDIR.value)
-    problem = setup.build_problem(config)
+    # a user's data: the workdir's record suffices (the data files are not read)
+    problem = own_data_problem.problem_from_record(config, _WORKDIR.value)
+    problem = problem or setup.build_problem(config)
     _, field = setup.build_model(config)
     params, _, _ = evaluation.restore_params(
         config,
@@ -75,10 +77,13 @@ def main(argv):
     if not distributed.is_main_process():
         return
     path = os.path.join(_WORKDIR.value, f"samples_{method}.npy")
+    x = own_data_problem.to_data_units(problem, x)  # standardised data: back to its units
     np.save(path, x)
+    if own_data_problem.write_table(problem, x, path.replace(".npy", ".csv")):
+        logging.info("wrote %s", path.replace(".npy", ".csv"))
     if x.ndim == 4:  # images: a grid of (up to) the first 64
         figures.write_image_grid(problem, x[:64], path.replace(".npy", ".png"))
-    elif x.shape[1:] == (2,):
+    elif x.shape[1:] == (2,) and problem.data_record is None:
         data = evaluation.test_points(config, problem, _NUM.value)
         plotting.plot_samples(x, data, path.replace(".npy", ".png"), figures.extent_of(data))
     logging.info("wrote %s", path)

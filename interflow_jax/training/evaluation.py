@@ -28,7 +28,7 @@ from interflow_jax import (
 )
 from interflow_jax.checks import check_positive_int
 from interflow_jax.data import images
-from interflow_jax.training import best, checkpoint, setup
+from interflow_jax.training import best, checkpoint, own_data_problem, setup
 from interflow_jax.training import figures as pictures
 
 TEST_KEY_OFFSET = setup.TEST_KEY_OFFSET  # test points: fold_in(seed_key, this), never trained on
@@ -269,6 +269,7 @@ def evaluate(
     figures=False.
     """
     problem = setup.build_problem(config)
+    problem = own_data_problem.bind_to_workdir(problem, workdir, write=False)
     _, field = setup.build_model(config)
     selected = "given"
     if params is None:
@@ -289,6 +290,7 @@ def evaluate(
         results.update(bits_per_dim_metrics(problem, nll_metrics))
         if config.eval.divergence == "exact" and config.eval.get("hutchinson_check_probes", 0):
             results.update(hutchinson_check(config, field, flow.base, params, x, nll))
+        results.update(own_data_problem.data_unit_metrics(problem, results))  # data units
         logging.info("test NLL %.4f +- %.4f nats", results["test_nll"], results["test_nll_stderr"])
     results.update(path_length_metrics(config, problem, field, params))
     samples, data, sample_metrics = draw_samples(config, problem, flow, field, params)

@@ -23,6 +23,7 @@ from interflow_jax.training import (
     figures,
     host_input,
     metrics_log,
+    own_data_problem,
     setup,
     sharding,
 )
@@ -157,10 +158,11 @@ def train_and_evaluate(config, workdir: str) -> dict:
     training = config.training
     check_schedule(training)
     quiet_checkpoint_logs()
-    os.makedirs(workdir, exist_ok=True)
     mesh = sharding.make_mesh()
     sharding.check_divisible(training.batch_size, mesh, "training.batch_size")
     problem = setup.build_problem(config)
+    os.makedirs(workdir, exist_ok=True)  # only once the data have been read and checked
+    problem = own_data_problem.bind_to_workdir(problem, workdir, write=True)
     module, field = setup.build_model(config)
     ckpt, best = checkpoint.Checkpointer(workdir), BestCheckpoint(workdir)
     state = start_state(config, workdir, problem, mesh, ckpt)
