@@ -30,6 +30,22 @@ def plot_samples(samples, data, path: str, extent=(-4.5, 4.5, -4.5, 4.5)) -> Non
     _save(fig, path)
 
 
+def plot_labelled_samples(samples, labels, path: str, extent, title: str = "samples") -> None:
+    """Points (n, 2) coloured by their class labels (n,), one colour per class."""
+    samples, labels = np.asarray(samples), np.asarray(labels)
+    fig, ax = plt.subplots(figsize=(5, 5))
+    colours = plt.get_cmap("tab10" if labels.max(initial=0) < 10 else "tab20")
+    for k in np.unique(labels):
+        chosen = samples[labels == k]
+        ax.scatter(chosen[:, 0], chosen[:, 1], s=2, alpha=0.5, color=colours(int(k) % 20), label=k)
+    ax.set_xlim(extent[:2])
+    ax.set_ylim(extent[2:])
+    ax.set_aspect("equal")
+    ax.set_title(title)
+    ax.legend(markerscale=4, fontsize="small", loc="upper right", title="label")
+    _save(fig, path)
+
+
 def plot_density(model_density, true_density, extent, path: str) -> None:
     """Model density exp(log_prob) on a grid (G, G) beside the true one when known."""
     panels = [("model density", model_density)]

@@ -13,6 +13,8 @@ Usage: --config=experiments/configs/images.py:NAME[,smoke][,dir=PATH] with NAME 
 TFDS data sets are read with `tfds.data_source` (no TensorFlow) from dir=PATH, else
 $TFDS_DATA_DIR, else ~/tensorflow_datasets, and must be prepared beforehand in the
 ArrayRecord format (the error message says how). `smoke` is a seconds-long run.
+`conditional` makes a class-conditional U-Net with classifier-free guidance on the
+data's labels (digits 0-9, the TFDS 'label' feature, the sub-folders of a folder).
 
 Settings. From the paper: a DDPM-style U-Net with a sinusoidal time embedding, no data
 augmentation, likelihoods with Hutchinson traces and an adaptive solver, and no EMA
@@ -29,7 +31,8 @@ import os
 
 import ml_collections
 
-from interflow_jax.training.config_io import parse_config_arg, sibling_config
+from interflow_jax.data import image_folder
+from interflow_jax.training.config_io import make_conditional, parse_config_arg, sibling_config
 
 # name: (data name, U-Net keyword arguments, batch size, steps, learning rate)
 SETTINGS = {
@@ -180,7 +183,25 @@ def get_config(arg: str = "digits") -> ml_collections.ConfigDict:
         _smoke(config, name)
     if name == FOLDER:
         _folder(config, data_dir, size)
+    if "conditional" in arg.split(","):
+        make_conditional(config, _num_classes(name, config), samples_per_class=8)
     return config
+
+
+# classes of the labelled data sets (scikit-learn digits, TFDS 'label' features)
+NUM_CLASSES = {"digits": 10, "mnist": 10, "cifar10": 10, "imagenet32": 1000, "flowers128": 102}
+
+
+def _num_classes(name: str, config) -> int:
+    """K of a labelled data set; for a folder, its number of class sub-folders."""
+    if name != FOLDER:
+        return NUM_CLASSES[name]
+    classes = image_folder.list_image_files(config.data.dir)[2]
+    if not classes:
+        raise ValueError(
+            f"images config: 'conditional' needs one sub-folder per class in {config.data.dir}."
+        )
+    return len(classes)
 
 
 def _folder(config, data_dir: str, size: int) -> None:

@@ -19,7 +19,8 @@ Sources. A *source* is any object with `__len__()` and `__getitem__(indices) -> 
   Oxford Flowers 102 has 1,020 train, 1,020 validation and 6,149 test images of
   varying size; it is used for samples, so both labelled splits (2,040 images) train
   and the test split evaluates. Its images are centre-cropped to a square and resized
-  with PIL's antialiasing bicubic filter to `image_size` (default 128).
+  with PIL's antialiasing bicubic filter to `image_size` (default 128). A source's
+  `labels[indices]` gives the examples' classes (TFDS's 'label' feature).
 * `digits_splits()`: scikit-learn's bundled 8 x 8 digits (17 grey levels), no download.
 
 Batches of these sources are read per step by `interflow_jax.data.host_batches`.
@@ -167,6 +168,19 @@ class TFDSImageSource:
         self.shape = (int(image_size), int(image_size), channels)
         self.num_levels = NUM_LEVELS_8BIT
         self._records = _open_data_source(name, split, self.data_dir)
+        self._labels = None
+
+    @property
+    def labels(self) -> TFDSLabels:
+        """The examples' class labels, read by index: `labels[indices]` -> int32."""
+        if self._labels is None:
+            self._labels = TFDSLabels(self._records)
+        return self._labels
+
+    @property
+    def num_classes(self) -> int:
+        """The number of classes of the data set's 'label' feature."""
+        return int(self._records.dataset_info.features["label"].num_classes)
 
     def __len__(self) -> int:
         return len(self._records)
@@ -194,6 +208,30 @@ class TFDSImageSource:
         )
 
 
+class TFDSLabels:
+    """The 'label' feature of a TFDS data source, read by index and kept once read.
+
+    `labels[indices]` (1-D integer array) -> int32 (k,). A label is read with its record
+    the first time it is asked for (TFDS decodes the whole example) and cached, so after
+    one epoch the labels cost nothing more; the cache is one int32 per example.
+    """
+
+    def __init__(self, records):
+        self._records = records
+        self._known = np.full(len(records), -1, np.int32)
+
+    def __len__(self) -> int:
+        return len(self._known)
+
+    def __getitem__(self, indices) -> np.ndarray:
+        keys = np.arange(len(self))[indices] if isinstance(indices, slice) else np.asarray(indices)
+        missing = np.unique(keys[self._known[keys] < 0])
+        if missing.size:
+            examples = self._records.__getitems__([int(k) for k in missing])
+            self._known[missing] = [int(example["label"]) for example in examples]
+        return self._known[keys]
+
+
 # ----------------------------------------------------------------------------- digits
 
 
@@ -204,13 +242,23 @@ def digits_splits(seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     `load_digits().images` in the order `numpy.random.default_rng(seed).permutation(1797)`,
     first 1500 to train. Use `num_levels=DIGITS_NUM_LEVELS` (17) to dequantise.
     """
+    train, _, test, _ = digits_labelled_splits(seed)
+    return train, test
+
+
+def digits_labelled_splits(seed: int = 0):
+    """(train, train_labels, test, test_labels): `digits_splits(seed)` with each image's
+    digit (scikit-learn's target, 0..9) as int32 labels (1500,) and (297,)."""
     try:
         from sklearn.datasets import load_digits
     except ImportError as err:
         raise ImportError("digits_splits needs scikit-learn: `pip install scikit-learn`.") from err
-    images = load_digits().images.astype(np.uint8)[..., None]
+    digits = load_digits()
+    images = digits.images.astype(np.uint8)[..., None]
+    labels = digits.target.astype(np.int32)
     order = np.random.default_rng(seed).permutation(len(images))
-    return images[order[:DIGITS_NUM_TRAIN]], images[order[DIGITS_NUM_TRAIN:]]
+    train, test = order[:DIGITS_NUM_TRAIN], order[DIGITS_NUM_TRAIN:]
+    return images[train], labels[train], images[test], labels[test]
 
 
 # ------------------------------------------------------------------- dequantisation

@@ -6,6 +6,9 @@ Each data set is a `Toy2D(name, sample, log_prob)`:
   (`jax.jit(ds.sample, static_argnums=1)`);
 * `log_prob(x: (n, 2)) -> (n,)` is the exact log-density where it has a closed form
   (checkerboard, 8gaussians, rings) and None otherwise (moons, pinwheel, spirals).
+* labelled data sets (8gaussians: the component is the label, 8 classes) also have
+  `sample_labelled(key, n) -> ((n, 2), (n,) int32)`, drawing the same points as `sample`
+  from the same key, and the exact class density `log_prob_given(x, y) -> (n,)`.
 
 Arrays use jax's default float dtype (float64 under jax_enable_x64). All data sets sit
 roughly inside [-4, 4]^2. Constants are built inside the functions, so the dtype follows
@@ -26,11 +29,15 @@ from jax.scipy.special import i0e, logsumexp
 
 
 class Toy2D(NamedTuple):
-    """A named 2-D data set: `sample(key, n) -> (n, 2)`, `log_prob(x) -> (n,)` or None."""
+    """A named 2-D data set: `sample(key, n) -> (n, 2)`, `log_prob(x) -> (n,)` or None;
+    with labels, `num_classes` > 0, `sample_labelled` and `log_prob_given` (see above)."""
 
     name: str
     sample: Callable[[jax.Array, int], jax.Array]
     log_prob: Callable[[jax.Array], jax.Array] | None
+    num_classes: int = 0
+    sample_labelled: Callable[[jax.Array, int], tuple[jax.Array, jax.Array]] | None = None
+    log_prob_given: Callable[[jax.Array, jax.Array], jax.Array] | None = None
 
 
 EIGHT_GAUSSIANS_SCALE = 4.0
@@ -105,14 +112,33 @@ def _eight_centres(dtype=None) -> jax.Array:
     return jnp.asarray(dirs, dtype=dtype if dtype is not None else jnp.result_type(float))
 
 
-def eight_gaussians_sample(key: jax.Array, n: int) -> jax.Array:
-    """FFJORD 8gaussians, (n, 2): x = (4 c_k + 0.5 z) / 1.414, k ~ U{0..7}, z ~ N(0, I)."""
+def eight_gaussians_sample_labelled(key: jax.Array, n: int) -> tuple[jax.Array, jax.Array]:
+    """8gaussians points (n, 2) with their components k (n,) int32 in 0..7 as labels."""
     n = _check_n(n)
     k1, k2 = jax.random.split(key)
     idx = jax.random.randint(k1, (n,), 0, 8)
     z = jax.random.normal(k2, (n, 2))
     centres = EIGHT_GAUSSIANS_SCALE * _eight_centres(z.dtype)
-    return (centres[idx] + EIGHT_GAUSSIANS_STD * z) / EIGHT_GAUSSIANS_DIVISOR
+    x = (centres[idx] + EIGHT_GAUSSIANS_STD * z) / EIGHT_GAUSSIANS_DIVISOR
+    return x, idx.astype(jnp.int32)
+
+
+def eight_gaussians_sample(key: jax.Array, n: int) -> jax.Array:
+    """FFJORD 8gaussians, (n, 2): x = (4 c_k + 0.5 z) / 1.414, k ~ U{0..7}, z ~ N(0, I)."""
+    return eight_gaussians_sample_labelled(key, n)[0]
+
+
+def eight_gaussians_means(dtype=None) -> jax.Array:
+    """The component means mu_k = 4 c_k / 1.414, (8, 2); component k is label k."""
+    return EIGHT_GAUSSIANS_SCALE / EIGHT_GAUSSIANS_DIVISOR * _eight_centres(dtype)
+
+
+def eight_gaussians_log_prob_given(x, y) -> jax.Array:
+    """Exact class density log N(x; mu_y, s^2 I), s = 0.5 / 1.414; x (n, 2), y (n,) -> (n,)."""
+    x = _points(x)
+    s = EIGHT_GAUSSIANS_STD / EIGHT_GAUSSIANS_DIVISOR
+    sq = jnp.sum((x - eight_gaussians_means(x.dtype)[jnp.asarray(y)]) ** 2, axis=-1)
+    return -sq / (2 * s**2) - math.log(2 * math.pi * s**2)
 
 
 def eight_gaussians_log_prob(x) -> jax.Array:
@@ -217,7 +243,14 @@ def spirals_sample(key: jax.Array, n: int) -> jax.Array:
 
 _REGISTRY = {
     "checkerboard": Toy2D("checkerboard", checkerboard_sample, checkerboard_log_prob),
-    "8gaussians": Toy2D("8gaussians", eight_gaussians_sample, eight_gaussians_log_prob),
+    "8gaussians": Toy2D(
+        "8gaussians",
+        eight_gaussians_sample,
+        eight_gaussians_log_prob,
+        8,
+        eight_gaussians_sample_labelled,
+        eight_gaussians_log_prob_given,
+    ),
     "moons": Toy2D("moons", moons_sample, None),
     "pinwheel": Toy2D("pinwheel", pinwheel_sample, None),
     "rings": Toy2D("rings", rings_sample, rings_log_prob),

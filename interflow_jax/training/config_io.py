@@ -23,6 +23,24 @@ def config_from_dict(payload: dict) -> ml_collections.ConfigDict:
     return config
 
 
+def make_conditional(config, num_classes: int, samples_per_class: int) -> None:
+    """Turn `config` into its class-conditional variant (PAPER section 9), in place.
+
+    model.num_classes = K (a label embedding; the null label K trains the unconditional
+    field), loss.p_uncond = 0.1 (label dropout), and for evaluation: guided samples at
+    the guidance scales eval.guidance (v_w = v(null) + w (v(y) - v(null))),
+    eval.samples_per_class of each class, and with eval.consistency_check the paired
+    difference log (1/K sum_y p(x | y)) - log p(x | null) on the test points.
+    """
+    if isinstance(num_classes, bool) or int(num_classes) != num_classes or num_classes < 1:
+        raise ValueError(f"a conditional config needs num_classes >= 1; got {num_classes!r}.")
+    config.model.num_classes = int(num_classes)
+    config.loss.p_uncond = 0.1
+    config.eval.guidance = (0.0, 1.0, 2.0, 4.0)
+    config.eval.samples_per_class = int(samples_per_class)
+    config.eval.consistency_check = False
+
+
 def sibling_config(config_file: str, name: str, arg: str) -> ml_collections.ConfigDict:
     """`get_config(arg)` of the config file `name`.py beside `config_file`.
 

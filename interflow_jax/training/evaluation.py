@@ -17,7 +17,6 @@ import numpy as np
 from absl import logging
 
 from interflow_jax import (
-    diffusion,
     fid,
     flows,
     gaussian,
@@ -28,7 +27,7 @@ from interflow_jax import (
 )
 from interflow_jax.checks import check_positive_int
 from interflow_jax.data import images
-from interflow_jax.training import best, checkpoint, own_data_problem, setup
+from interflow_jax.training import best, checkpoint, conditional_eval, own_data_problem, setup
 from interflow_jax.training import figures as pictures
 
 TEST_KEY_OFFSET = setup.TEST_KEY_OFFSET  # test points: fold_in(seed_key, this), never trained on
@@ -155,21 +154,7 @@ def draw_samples(config, problem, flow, field, params):
 
 def sde_samples(config, problem, field, params, key):
     """X_{t_end} from dX = [v + eps s] dt + sqrt(2 eps) dW (PAPER section 6)."""
-    spec = config.eval.sde
-    schedules = {"constant": diffusion.constant_eps, "vanishing": diffusion.vanishing_eps}
-    if spec.eps_schedule not in schedules:
-        raise ValueError(
-            f"eval.sde.eps_schedule must be one of {sorted(schedules)}; got {spec.eps_schedule!r}."
-        )
-    interpolant, _ = setup.build_interpolant(config)
-    sampler = diffusion.make_sde_sampler(
-        field,
-        interpolant,
-        schedules[spec.eps_schedule](spec.eps),
-        spec.solver,
-        spec.num_steps,
-        spec.t_end,
-    )
+    sampler = setup.build_sde_sampler(config, field)
     x0 = setup.base_for(params, problem).sample(
         jax.random.fold_in(key, 1), config.eval.num_plot_samples
     )
@@ -266,7 +251,8 @@ def evaluate(
     """Test NLL, samples and figures for the model in `workdir` (or the given params).
 
     Results go to `<workdir>/<metrics_name>`; figures are skipped with
-    figures=False.
+    figures=False. For a class-conditional model (model.num_classes > 0) `test_nll` is
+    -log p(x | null) and `conditional_eval` adds -log p(x | y) and guided samples.
     """
     problem = setup.build_problem(config)
     problem = own_data_problem.bind_to_workdir(problem, workdir, write=False)
@@ -288,6 +274,10 @@ def evaluate(
         nll_metrics, nll = test_nll(config, flow, params, x)
         results.update(nll_metrics, **true_cross_entropy(problem, x, nll))
         results.update(bits_per_dim_metrics(problem, nll_metrics))
+        if setup.num_classes(config):
+            results.update(
+                conditional_eval.likelihood_metrics(config, problem, flow, params, x, nll)
+            )
         if config.eval.divergence == "exact" and config.eval.get("hutchinson_check_probes", 0):
             results.update(hutchinson_check(config, field, flow.base, params, x, nll))
         results.update(own_data_problem.data_unit_metrics(problem, results))  # data units
@@ -295,6 +285,10 @@ def evaluate(
     results.update(path_length_metrics(config, problem, field, params))
     samples, data, sample_metrics = draw_samples(config, problem, flow, field, params)
     results.update(sample_metrics, **fid_metrics(config, problem, flow, params))
+    if setup.num_classes(config):
+        results.update(
+            conditional_eval.guided_sample_metrics(config, workdir, problem, field, params, figures)
+        )
     if jax.process_index() == 0:
         checkpoint.write_json_atomic(os.path.join(workdir, metrics_name), results)
     if figures:

@@ -56,18 +56,31 @@ def check_schedule(training) -> None:
         raise ValueError(f"training.batch_size must be positive; got {training.batch_size}.")
 
 
+def target_batch(problem, key, data, batch_size: int, conditional: bool) -> dict:
+    """{'x1': (B, *event_shape)}, plus {'y': (B,) labels} for a conditional model: drawn in
+    the graph (data None) or from the host-read examples (and labels)."""
+    if data is None and conditional:
+        x1, y = problem.sample_labelled(key, batch_size)
+        return {"x1": x1, "y": y}
+    if data is None:
+        return {"x1": problem.sample_data(key, batch_size)}
+    if conditional:
+        raw, y = data
+        return {"x1": problem.finite.preprocess(raw, key), "y": y}
+    return {"x1": problem.finite.preprocess(data, key)}
+
+
 def build_multi_step(config, problem, field, mesh):
     """The jitted call `(state, data) -> (state, metrics)` of training.steps_per_call steps;
-    data is None (drawn in the graph) or the host-read stack of a finite data set."""
+    data is None (drawn in the graph) or the host-read stack of a finite data set (with
+    its labels for a conditional model)."""
     training = config.training
     loss_fn = setup.build_loss(config, field, problem.base)
     step = make_train_step(loss_fn, setup.build_optimizer(config), training.ema_decay)
+    conditional = setup.num_classes(config) > 0
 
     def batch_fn(key, data):
-        if data is None:
-            batch = {"x1": problem.sample_data(key, training.batch_size)}
-        else:
-            batch = {"x1": problem.finite.preprocess(data, key)}
+        batch = target_batch(problem, key, data, training.batch_size, conditional)
         if problem.base.log_prob is None:  # data -> data: draw the base data set here
             batch["x0"] = problem.base.sample(jax.random.fold_in(key, 1), training.batch_size)
         return sharding.constrain_batch(batch, mesh)
@@ -78,12 +91,19 @@ def build_multi_step(config, problem, field, mesh):
 
 
 def build_host_batches(config, problem, mesh):
-    """A host reader of the training set for finite data, else None."""
+    """A host reader of the training set (and its labels for a conditional model) for
+    finite data, else None."""
     if problem.finite is None:
         return None
     training = config.training
+    labels = setup.split_labels(problem, "train") if setup.num_classes(config) else None
     return host_input.HostBatches(
-        problem.finite.train, training.steps_per_call, training.batch_size, config.seed, mesh
+        problem.finite.train,
+        training.steps_per_call,
+        training.batch_size,
+        config.seed,
+        mesh,
+        labels,
     )
 
 
@@ -161,6 +181,7 @@ def train_and_evaluate(config, workdir: str) -> dict:
     mesh = sharding.make_mesh()
     sharding.check_divisible(training.batch_size, mesh, "training.batch_size")
     problem = setup.build_problem(config)
+    setup.check_labels(config, problem)
     os.makedirs(workdir, exist_ok=True)  # only once the data have been read and checked
     problem = own_data_problem.bind_to_workdir(problem, workdir, write=True)
     module, field = setup.build_model(config)

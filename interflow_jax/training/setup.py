@@ -13,10 +13,20 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from interflow_jax import densities, flows, interpolants, learnable, losses, time_sampling
+from interflow_jax import (
+    densities,
+    diffusion,
+    flows,
+    interpolants,
+    learnable,
+    losses,
+    time_sampling,
+)
 from interflow_jax.checks import check_positive_int
+from interflow_jax.conditional import check_p_uncond
 from interflow_jax.data import images, mixtures, tabular, toy2d
-from interflow_jax.models import UNet, VelocityMLP, as_field, init_params
+from interflow_jax.data.image_folder import LabelledImages
+from interflow_jax.models import UNet, VelocityMLP, as_conditional_field, init_params
 from interflow_jax.training import optimizer as optimizer_lib
 from interflow_jax.training.state import create_train_state
 
@@ -29,6 +39,8 @@ class FiniteData(NamedTuple):
     train: a source, `len(train)` and `train[indices] -> (k, *raw_shape)` (a numpy array
     is one); validation, test: numpy arrays (n, *raw_shape); preprocess(raw, key) -> x
     (n, *event_shape) maps raw examples to model space inside the jitted step.
+    Labelled data: a split's `labels` attribute, int32 (n,) in 0..K-1 or indexable like
+    the split (`split_labels`).
     """
 
     train: Any
@@ -53,6 +65,12 @@ class Problem(NamedTuple):
     finite: FiniteData | None = None
     # a user's files: their record and standardisation (own_data_problem.DataRecord)
     data_record: Any = None
+    # labelled data (class-conditional flows, PAPER section 9): the number of classes K,
+    # in-graph draws (key, n) -> ((n, *event_shape), (n,) int32) and the exact class
+    # density (x, y) -> (n,), where known; finite data carry labels in their splits
+    num_classes: int = 0
+    sample_labelled: Any = None
+    true_log_prob_given: Any = None
 
 
 def _identity(raw, key):
@@ -83,7 +101,12 @@ def _own_files_problem(config) -> Problem:
 
 def _toy2d_problem(config) -> Problem:
     target = toy2d.get_dataset(config.data.name)
-    return Problem((2,), build_base(config, (2,)), target.sample, target.log_prob, target.name)
+    problem = Problem((2,), build_base(config, (2,)), target.sample, target.log_prob, target.name)
+    return problem._replace(
+        num_classes=target.num_classes,
+        sample_labelled=target.sample_labelled,
+        true_log_prob_given=target.log_prob_given,
+    )
 
 
 def _gaussian_problem(config) -> Problem:
@@ -124,27 +147,39 @@ def _image_problem(config) -> Problem:
     """
     data = config.data
     if data.name == "digits":
-        train, test = images.digits_splits(int(config.seed))
-        levels = images.DIGITS_NUM_LEVELS
+        train, train_labels, test, test_labels = images.digits_labelled_splits(int(config.seed))
+        train, test = LabelledImages(train, train_labels), LabelledImages(test, test_labels)
+        levels, num_classes = images.DIGITS_NUM_LEVELS, 10
     else:
-        spec = images.IMAGE_DATASETS.get(data.name)
-        if spec is None:
-            raise ValueError(
-                f"config.data.name must be 'digits' or one of {list(images.IMAGE_DATASETS)}; "
-                f"got {data.name!r}."
-            )
-        size = data.image_size or None
-        train = images.TFDSImageSource(data.name, spec.train_split, data.dir or None, size)
-        test_source = images.TFDSImageSource(data.name, spec.test_split, data.dir or None, size)
-        test = test_source[np.arange(min(len(test_source), data.num_test or len(test_source)))]
-        levels = images.NUM_LEVELS_8BIT
+        train, test = _tfds_splits(config)
+        levels, num_classes = images.NUM_LEVELS_8BIT, train.num_classes
     shape = tuple(int(n) for n in test.shape[1:])
 
     def preprocess(raw, key):
         return images.dequantize(raw, key, levels)
 
     finite = FiniteData(train, None, test, preprocess, levels)
-    return Problem(shape, build_base(config, shape), None, None, data.name, finite)
+    problem = Problem(shape, build_base(config, shape), None, None, data.name, finite)
+    return problem._replace(num_classes=num_classes)
+
+
+def _tfds_splits(config):
+    """(train source, the first data.num_test test images): the test images with their
+    labels when the model is conditional."""
+    data = config.data
+    spec = images.IMAGE_DATASETS.get(data.name)
+    if spec is None:
+        raise ValueError(
+            f"config.data.name must be 'digits' or one of {list(images.IMAGE_DATASETS)}; "
+            f"got {data.name!r}."
+        )
+    size = data.image_size or None
+    train = images.TFDSImageSource(data.name, spec.train_split, data.dir or None, size)
+    test_source = images.TFDSImageSource(data.name, spec.test_split, data.dir or None, size)
+    rows = np.arange(min(len(test_source), data.num_test or len(test_source)))
+    if not num_classes(config):
+        return train, test_source[rows]
+    return train, LabelledImages(test_source[rows], test_source.labels[rows])
 
 
 def gaussian_target(config) -> densities.Density:
@@ -172,21 +207,52 @@ def build_model(config):
     """(flax module, field(t, x, params)) with the network's weights at params['velocity'].
 
     config.model.kind 'mlp' (VelocityMLP of model.hidden_sizes) or 'unet' (UNet of the
-    keyword arguments in model.unet).
+    keyword arguments in model.unet). With model.num_classes = K > 0 the field is
+    class-conditional: labels in params['labels'], the null label without them
+    (`models.as_conditional_field`).
     """
     module = build_module(config.model)
-    network = as_field(module)
+    return module, as_conditional_field(module)
 
-    def field(t, x, params):
-        return network(t, x, params["velocity"])
 
-    return module, field
+def num_classes(config) -> int:
+    """K of a class-conditional model (config.model.num_classes), 0 for an unconditional one."""
+    value = config.model.get("num_classes", 0)
+    if isinstance(value, bool) or int(value) != value or value < 0:
+        raise ValueError(f"config.model.num_classes must be an integer >= 0; got {value!r}.")
+    return int(value)
+
+
+def split_labels(problem: Problem, split: str):
+    """The labels of a finite data set's split ('train', 'validation', 'test'), or None."""
+    source = None if problem.finite is None else getattr(problem.finite, split)
+    return getattr(source, "labels", None)
+
+
+def check_labels(config, problem: Problem) -> None:
+    """ValueError unless a conditional model (model.num_classes = K > 0) has labelled data
+    with K classes; an unconditional model ignores labels."""
+    k = num_classes(config)
+    if not k:
+        return
+    labelled = problem.sample_labelled is not None or split_labels(problem, "train") is not None
+    if not labelled:
+        raise ValueError(
+            f"config.model.num_classes={k} asks for a class-conditional model, but the data "
+            f"{problem.name!r} have no labels."
+        )
+    if problem.num_classes and problem.num_classes != k:
+        raise ValueError(
+            f"config.model.num_classes={k} but the data {problem.name!r} have "
+            f"{problem.num_classes} classes."
+        )
 
 
 def build_module(model):
     kind = model.get("kind", "mlp")
+    classes = model.get("num_classes", 0)
     if kind == "unet":
-        return UNet(**model.unet.to_dict())
+        return UNet(**model.unet.to_dict(), num_classes=classes)
     if kind != "mlp":
         raise ValueError(f"config.model.kind must be 'mlp' or 'unet'; got {kind!r}.")
     if not model.hidden_sizes or any(int(w) < 1 for w in model.hidden_sizes):
@@ -195,6 +261,7 @@ def build_module(model):
         hidden_sizes=tuple(int(w) for w in model.hidden_sizes),
         activation=model.activation,
         time_embedding_dim=model.time_embedding_dim,
+        num_classes=classes,
     )
 
 
@@ -208,7 +275,8 @@ def build_training_field(config):
     def field_for(key):
         def field(t, x, params):
             rngs = {"dropout": key}
-            return module.apply(params["velocity"], t, x, train=True, rngs=rngs)
+            labels = params.get("labels")
+            return module.apply(params["velocity"], t, x, train=True, y=labels, rngs=rngs)
 
         return field
 
@@ -231,7 +299,8 @@ def build_loss(config, field, base):
     """loss_fn(params, batch, key) over params {'velocity', 'interpolant'?, 'base'?}.
 
     A learnable Gaussian base (params['base']) is sampled by reparameterisation, so the
-    max-min game can move it (PAPER section 5).
+    max-min game can move it (PAPER section 5). A batch with labels 'y' trains a
+    conditional model with label dropout at loss.p_uncond (default 0.1, PAPER section 9).
     """
     ts = config.time_sampler
     sampler = time_sampling.make_time_sampler(ts.kind, ts.alpha, ts.beta, ts.t_min, ts.t_max)
@@ -249,6 +318,8 @@ def build_loss(config, field, base):
             estimator=config.loss.estimator,
             num_times=num_times,
             num_base_samples=num_base_samples,
+            num_classes=num_classes(config),
+            p_uncond=check_p_uncond(config.loss.get("p_uncond", 0.1)),
         )
 
     core = make_core(field)
@@ -276,6 +347,22 @@ def build_ode_options(eval_config) -> flows.ODEOptions:
     )
     flows.check_ode_options(options)
     return options
+
+
+def build_sde_sampler(config, field):
+    """`sample(params, x0, key, interpolant_params=None) -> X_{t_end}` of the SDE
+    dX = [v + eps s] dt + sqrt(2 eps) dW (PAPER section 6) set by config.eval.sde."""
+    spec = config.eval.sde
+    schedules = {"constant": diffusion.constant_eps, "vanishing": diffusion.vanishing_eps}
+    if spec.eps_schedule not in schedules:
+        raise ValueError(
+            f"eval.sde.eps_schedule must be one of {sorted(schedules)}; got {spec.eps_schedule!r}."
+        )
+    interpolant, _ = build_interpolant(config)
+    eps_fn = schedules[spec.eps_schedule](spec.eps)
+    return diffusion.make_sde_sampler(
+        field, interpolant, eps_fn, spec.solver, spec.num_steps, spec.t_end
+    )
 
 
 def build_flow(config, field, base) -> flows.Flow:

@@ -58,7 +58,8 @@ def make_multi_step(step: Callable, batch_fn: Callable, seed_key: jax.Array, ste
 
     batch_fn(key, data_k) -> batch builds each step's batch inside the graph: from the key
     alone (data drawn in the graph; `data` is None) or from `data_k`, the k-th slice of
-    `data` (steps_per_call, batch, ...), the host-read examples of step k. Step s uses
+    `data` (steps_per_call, batch, ...), the host-read examples of step k (a pytree of
+    such stacks, e.g. examples and labels, is sliced leaf by leaf). Step s uses
     key_s = fold_in(seed_key, s): the batch from fold_in(key_s, 0), the loss from
     fold_in(key_s, 1). The steps run in one `lax.scan`; metrics are averaged over them.
     With steps_per_call = 1 there is no loop at all: on XLA's CPU backend a convolution
@@ -73,7 +74,7 @@ def make_multi_step(step: Callable, batch_fn: Callable, seed_key: jax.Array, ste
 
     def multi_step(state, data=None):
         if steps_per_call == 1:  # no loop: XLA's CPU convolutions run ~17x slower in one
-            return body(state, None if data is None else data[0])
+            return body(state, jax.tree_util.tree_map(lambda leaf: leaf[0], data))
         state, metrics = jax.lax.scan(body, state, xs=data, length=steps_per_call)
         return state, jax.tree_util.tree_map(jnp.mean, metrics)
 
