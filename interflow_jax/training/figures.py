@@ -4,7 +4,8 @@ Every process computes the arrays a figure needs (samples, trajectories, density
 so that no process holds work the others wait for; only process 0 draws and writes the
 files. Figures: samples.png, density.png (2-D), trajectories.png, curves.png,
 path_length.png, interpolant.png (learned interpolants), and image grids for images
-(samples.png, data.png, trajectories.png, samples_step<k>.png during training).
+(samples.png, data.png, trajectories.png, samples_step<k>.png during training); the
+picture of samples that the training loop shows in TensorBoard (`progress_picture`).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import os
 import jax
 import jax.numpy as jnp
 import numpy as np
+from PIL import Image
 
 from interflow_jax import flows, interpolants, plotting
 from interflow_jax.data import images
@@ -23,6 +25,7 @@ from interflow_jax.training import metrics_log, setup
 EXTENT = (-4.5, 4.5, -4.5, 4.5)
 NUM_TRAJECTORY_TIMES = 64
 NUM_IMAGE_TRAJECTORIES = 8
+NUM_PROGRESS_POINTS = 1_000
 
 
 def is_image(problem) -> bool:
@@ -134,14 +137,32 @@ def progress_samples(config, flow, params):
     return flow.sample(params, setup.held_out_key(config, 6), config.eval.num_plot_samples).x
 
 
-def write_progress_grid(config, workdir, step, problem, flow, params) -> None:
-    """During training: a grid of ODE samples, `samples_step<step>.png` (images only).
-    Every process samples; process 0 writes."""
-    if not is_image(problem):
-        return
-    z = progress_samples(config, flow, params)
+def progress_picture(config, problem, flow, params) -> np.ndarray:
+    """During training, a uint8 picture (H, W, C) of ODE samples of `params` from a fixed
+    key: a grid of eval.num_plot_samples images (images), else a scatter of the first two
+    coordinates of NUM_PROGRESS_POINTS samples (few, so that it stays cheap)."""
+    if is_image(problem):
+        pixels = image_grid_pixels(problem, progress_samples(config, flow, params))
+        return images.image_grid(pixels, num_rows=max(1, int(math.sqrt(len(pixels)))))
+    x = flow.sample(params, setup.held_out_key(config, 6), NUM_PROGRESS_POINTS).x
+    points = np.asarray(x)[:, :2]
+    extent = EXTENT if config.data.kind == "toy2d" else extent_of(points)
+    return scatter_pixels(points, extent)
+
+
+def scatter_pixels(points, extent, size: int = 256) -> np.ndarray:
+    """uint8 (size, size, 1) picture of (n, 2) points over extent = (x0, x1, y0, y1), y up:
+    0 where no point falls, 128 for one point, 255 for two or more."""
+    counts, _, _ = np.histogram2d(
+        points[:, 1], points[:, 0], bins=size, range=[extent[2:], extent[:2]]
+    )
+    return np.minimum(128 * counts[::-1], 255).astype(np.uint8)[..., None]
+
+
+def write_picture(picture: np.ndarray, path: str) -> None:
+    """Write a uint8 picture (H, W, 1 or 3) as a PNG (process 0 only)."""
     if jax.process_index() == 0:
-        write_image_grid(problem, z, os.path.join(workdir, f"samples_step{step}.png"))
+        Image.fromarray(picture[..., 0] if picture.shape[-1] == 1 else picture).save(path)
 
 
 def write_image_figures(workdir, problem, samples, data, paths) -> None:

@@ -26,6 +26,7 @@ from interflow_jax.training import (
     own_data_problem,
     setup,
     sharding,
+    tensorboard,
 )
 from interflow_jax.training.best import BestCheckpoint
 from interflow_jax.training.step import make_multi_step, make_train_step
@@ -131,9 +132,11 @@ def raise_if_nonfinite(state, ckpt) -> None:
         )
 
 
-def log_train(workdir, step, metrics, rate, bar) -> None:
+def log_train(workdir, step, metrics, rate, learning_rate, bar, board) -> None:
     record = {k: float(v) for k, v in jax.device_get(metrics).items()}
-    record.update(step=step, steps_per_second=rate)
+    record.update(steps_per_second=rate, learning_rate=learning_rate)
+    board.scalars(step, record, "train")
+    record["step"] = step
     bar.set_postfix(loss=f"{record['loss']:.4f}", gap=f"{record['convergence_gap']:.4f}")
     logging.info(
         "step %d loss %.5f gap %.5f path length E|v|^2 %.4f (%.1f steps/s)",
@@ -147,14 +150,22 @@ def log_train(workdir, step, metrics, rate, bar) -> None:
         metrics_log.append(workdir, record)
 
 
-def log_validation(config, workdir, step, state, flow, validation_x, best) -> None:
+def bound_flow(config, flow, params):
+    """The flow with the current value of a learned base (it changes as it trains)."""
+    if "base" not in params:
+        return flow
+    return setup.build_flow(config, flow_field(config), setup.base_for(params, None))
+
+
+def log_validation(config, workdir, step, problem, state, flow, validation_x, best, board) -> None:
     """Validation NLL of the evaluated parameters; keeps the best state (model selection)."""
     params = state.ema_params if config.eval.use_ema else state.params
-    if "base" in params:  # a learned base changes as it trains: bind its current value
-        flow = setup.build_flow(config, flow_field(config), setup.base_for(params, None))
-    result, _ = evaluation.test_nll(config, flow, params, validation_x)
+    result, _ = evaluation.test_nll(config, bound_flow(config, flow, params), params, validation_x)
     nll, stderr = result["test_nll"], result["test_nll_stderr"]
     logging.info("step %d validation NLL %.4f +- %.4f", step, nll, stderr)
+    bits = evaluation.bits_per_dim_metrics(problem, result).get("test_bits_per_dim")
+    extra = {} if bits is None else {"bits_per_dim": bits}
+    board.scalars(step, {"nll": nll, "nll_stderr": stderr, **extra}, "validation")
     if jax.process_index() == 0:
         metrics_log.append(
             workdir, {"step": step, "validation_nll": nll, "validation_nll_stderr": stderr}
@@ -162,11 +173,15 @@ def log_validation(config, workdir, step, state, flow, validation_x, best) -> No
     best.offer(step, nll, state, json.loads(config.to_json()))
 
 
-def progress_figures(config, workdir, step, problem, flow, state) -> None:
-    """Image grids of the evaluated parameters while training (images only)."""
-    if len(problem.event_shape) == 3 and step < config.training.num_steps:
-        params = state.ema_params if config.eval.use_ema else state.params
-        figures.write_progress_grid(config, workdir, step, problem, flow, params)
+def progress_figures(config, workdir, step, problem, flow, state, board) -> None:
+    """A picture of the evaluated parameters' samples while training, in TensorBoard (an
+    image grid, or a 2-D scatter of a few samples), and samples_step<k>.png for images
+    before the last step. Every process samples; process 0 writes."""
+    params = state.ema_params if config.eval.use_ema else state.params
+    picture = figures.progress_picture(config, problem, bound_flow(config, flow, params), params)
+    board.image("samples", step, picture)
+    if figures.is_image(problem) and step < config.training.num_steps:
+        figures.write_picture(picture, os.path.join(workdir, f"samples_step{step}.png"))
 
 
 def flow_field(config):
@@ -201,6 +216,7 @@ def train_and_evaluate(config, workdir: str) -> dict:
     if jax.process_index() == 0:
         checkpoint.write_json_atomic(os.path.join(workdir, "config.json"), config_dict)
     step = int(state.step)
+    board, learning_rate = tensorboard.Writer(workdir, step), tensorboard.learning_rate_fn(config)
     bar = tqdm(
         total=training.num_steps,
         initial=step,
@@ -218,19 +234,23 @@ def train_and_evaluate(config, workdir: str) -> dict:
         if step % training.log_every == 0 or step == training.num_steps:
             raise_if_nonfinite(state, ckpt)
             now = time.perf_counter()
-            log_train(workdir, step, metrics, (step - last_step) / (now - last_time), bar)
+            rate = (step - last_step) / (now - last_time)
+            log_train(workdir, step, metrics, rate, learning_rate(step), bar, board)
             last_time, last_step = now, step
         if step % training.eval_every == 0 or step == training.num_steps:
             raise_if_nonfinite(state, ckpt)
             if validate:
-                log_validation(config, workdir, step, state, flow, validation_x, best)
-            progress_figures(config, workdir, step, problem, flow, state)
+                log_validation(
+                    config, workdir, step, problem, state, flow, validation_x, best, board
+                )
+            progress_figures(config, workdir, step, problem, flow, state, board)
             last_time = time.perf_counter()  # keep evaluation out of steps/s
         if step % training.checkpoint_every == 0 or step == training.num_steps:
             raise_if_nonfinite(state, ckpt)
+            board.flush()  # the events up to a checkpoint reach the disk before it
             ckpt.save(step, state, config_dict)
     bar.close()
-    for closable in (ckpt, best) + (() if host_data is None else (host_data,)):
+    for closable in (ckpt, best, board) + (() if host_data is None else (host_data,)):
         closable.close()
     return evaluation.evaluate(config, workdir, params=evaluated_params(config, state), step=step)
 
