@@ -21,8 +21,19 @@ class BestCheckpoint:
 
     def __init__(self, workdir: str):
         self.ckpt = checkpoint.Checkpointer(workdir, max_to_keep=1, name=BEST_DIR)
-        extra = self.ckpt.restore_extra()
-        self.validation_nll = math.inf if extra is None else float(extra["validation_nll"])
+        self.validation_nll = self._saved_validation_nll()
+
+    def _saved_validation_nll(self) -> float:
+        """The saved best's validation NLL; inf if there is none, or if it does not restore
+        (a warning; it is moved to `<workdir>/best_damaged/` and the next validation
+        replaces it)."""
+        try:
+            extra = self.ckpt.restore_extra()
+        except checkpoint.DamagedCheckpointError as error:
+            logging.warning("%s; the next validation replaces it.", error)
+            self.ckpt.set_aside((error.step,))
+            return math.inf
+        return math.inf if extra is None else float(extra["validation_nll"])
 
     def offer(self, step: int, validation_nll: float, state, config: dict) -> bool:
         """Save `state` if `validation_nll` beats the best so far; True if it was saved."""

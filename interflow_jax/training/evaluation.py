@@ -225,19 +225,44 @@ def fid_metrics(config, problem, flow, params) -> dict:
 def restore_params(
     config, workdir: str, use_ema: bool, select_best: bool = False, event_shape=None
 ):
-    """(params, step, how) of the checkpoint to evaluate: the best-validation one when
-    select_best and one exists, else the latest in `workdir` (EMA or raw). `event_shape`
+    """(params, step, selection) of the checkpoint to evaluate (EMA or raw params).
+
+    The best-validation one when select_best and it restores, else the newest step in
+    `<workdir>/checkpoints` that restores; the choice is logged. `selection` says which:
+    {'selected_checkpoint': 'best validation' or 'latest', 'checkpoint_path': its folder,
+    'skipped_checkpoints': folders of newer steps that did not restore}. `event_shape`
     (the problem's) spares building the problem again to learn it."""
-    for name, how in ((best.BEST_DIR, "best validation"), ("checkpoints", "latest")):
-        if name == best.BEST_DIR and not select_best:
-            continue
-        ckpt = checkpoint.Checkpointer(workdir, name=name)
-        if ckpt.latest_step() is not None:
-            state, _ = ckpt.restore(setup.abstract_state(config, event_shape))
-            ckpt.close()
-            return (state.ema_params if use_ema else state.params), int(state.step), how
-        ckpt.close()
+    abstract = setup.abstract_state(config, event_shape)
+    candidates = ((best.BEST_DIR, "best validation"),) if select_best else ()
+    for name, how in candidates + (("checkpoints", "latest"),):
+        found = _newest_restorable(workdir, name, how, abstract)
+        if found is not None:
+            state, selection = found
+            return (state.ema_params if use_ema else state.params), int(state.step), selection
     raise FileNotFoundError(f"No checkpoint in {workdir}/checkpoints; train first.")
+
+
+def _newest_restorable(workdir: str, name: str, how: str, abstract):
+    """(state, selection) of the newest step in `<workdir>/<name>` that restores; None if
+    there is no step (or no best-validation step restores: a warning, and the latest is
+    evaluated). A skipped step is logged by the Checkpointer."""
+    ckpt = checkpoint.Checkpointer(workdir, name=name)
+    try:
+        restored = ckpt.restore_newest_valid(abstract)
+    except checkpoint.DamagedCheckpointError as error:
+        if name != best.BEST_DIR:
+            raise
+        logging.warning("%s; evaluating the latest checkpoint instead.", error)
+        return None
+    finally:
+        ckpt.close()
+    if restored.state is None:
+        return None
+    path = ckpt.step_path(restored.step)
+    logging.info("Evaluating the %s checkpoint: step %d at %s.", how, restored.step, path)
+    skipped = [ckpt.step_path(step) for step in restored.skipped]
+    selection = {"selected_checkpoint": how, "checkpoint_path": path}
+    return restored.state, {**selection, "skipped_checkpoints": skipped}
 
 
 def evaluate(
@@ -257,7 +282,7 @@ def evaluate(
     problem = setup.build_problem(config)
     problem = own_data_problem.bind_to_workdir(problem, workdir, write=False)
     _, field = setup.build_model(config)
-    selected = "given"
+    selected = {"selected_checkpoint": "given"}
     if params is None:
         params, step, selected = restore_params(
             config,
@@ -267,7 +292,7 @@ def evaluate(
             problem.event_shape,
         )
     flow = setup.build_flow(config, field, setup.base_for(params, problem))
-    results = {"step": step, "selected_checkpoint": selected}
+    results = {"step": step, **selected}
     results.update(divergence=config.eval.divergence, solver=config.eval.solver)
     if flow.base.log_prob is not None:
         x = test_points(config, problem, config.eval.num_test_points)

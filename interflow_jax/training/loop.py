@@ -109,18 +109,21 @@ def build_host_batches(config, problem, mesh):
 
 
 def start_state(config, workdir, problem, mesh, ckpt):
-    """A fresh replicated state, or the latest checkpoint's (resume)."""
+    """A fresh replicated state, or the newest checkpoint's that restores (resume). Newer
+    steps that do not restore are named in a warning and moved to
+    `<workdir>/checkpoints_damaged/`, so the run saves those steps again."""
     init = setup.make_init_state(config, problem.event_shape)
     state = jax.jit(init, out_shardings=sharding.replicated(mesh))()
-    restored, saved_config = ckpt.restore(checkpoint.abstract_like(state))
-    if restored is None:
+    restored = ckpt.restore_newest_valid(checkpoint.abstract_like(state))
+    if restored.state is None:
         return state
-    if saved_config != json.loads(config.to_json()):
+    ckpt.set_aside(restored.skipped)
+    if restored.config != json.loads(config.to_json()):
         logging.warning("Resuming with a config that differs from the checkpoint's.")
-    logging.info("Resumed from step %d.", int(restored.step))
+    logging.info("Resumed from step %d.", restored.step)
     if jax.process_index() == 0:
-        metrics_log.truncate_after(workdir, int(restored.step))
-    return restored
+        metrics_log.truncate_after(workdir, restored.step)
+    return restored.state
 
 
 def raise_if_nonfinite(state, ckpt) -> None:
