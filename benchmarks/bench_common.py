@@ -75,6 +75,21 @@ def header(title: str) -> list[str]:
     ]
 
 
+def start(parse_args: Callable, argv, title: str):
+    """(args, report lines): parse argv (sys.argv[1:] when None), select the headless
+    matplotlib backend, and open the report with `header(title)`."""
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    configure_matplotlib()
+    return args, header(title)
+
+
+def finish_plot(fig, ax, title: str, outdir: str, filename: str) -> str:
+    """Title and legend on ax, then save the figure as outdir/filename (PNG)."""
+    ax.set_title(title)
+    ax.legend()
+    return save_figure(fig, outdir, filename)
+
+
 def base_parser(description: str, name: str) -> argparse.ArgumentParser:
     """An argparse parser with --smoke and --outdir (default runs/benchmarks/<name>)."""
     parser = argparse.ArgumentParser(description=description)

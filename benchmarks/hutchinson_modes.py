@@ -13,8 +13,6 @@ is why forward mode is the default. Repetitions alternate the two modes.
 
 from __future__ import annotations
 
-import sys
-
 import bench_common
 import jax
 import numpy as np
@@ -105,15 +103,19 @@ def plot(rows, args) -> None:
     ax.bar(positions + 0.2, [r[2] for r in rows], 0.4, label="reverse (vjp)")
     ax.set_xticks(positions, [r[0] for r in rows])
     ax.set(ylabel="seconds per likelihood solve", yscale="log")
-    ax.set_title(f"Hutchinson, {args.num_probes} probes, Heun {args.num_steps} steps")
-    ax.legend()
-    bench_common.save_figure(fig, args.outdir, "seconds.png")
+    bench_common.finish_plot(
+        fig,
+        ax,
+        f"Hutchinson, {args.num_probes} probes, Heun {args.num_steps} steps",
+        args.outdir,
+        "seconds.png",
+    )
 
 
 def main(argv=None):
-    args = parse_args(sys.argv[1:] if argv is None else argv)
-    bench_common.configure_matplotlib()
-    lines = bench_common.header("Hutchinson likelihood: forward mode (jvp) vs reverse mode (vjp)")
+    args, lines = bench_common.start(
+        parse_args, argv, "Hutchinson likelihood: forward mode (jvp) vs reverse mode (vjp)"
+    )
     lines.append(
         f"- Heun {args.num_steps} fixed steps (NFE {2 * args.num_steps}), {args.num_points} "
         f"points, {args.num_probes} Rademacher probes, median of {args.reps} alternated reps"

@@ -14,8 +14,6 @@ Repetitions alternate over all (d, divergence) pairs.
 
 from __future__ import annotations
 
-import sys
-
 import bench_common
 import jax
 import numpy as np
@@ -95,15 +93,19 @@ def plot(rates, args) -> None:
     for kind in ("exact", "hutchinson"):
         ax.plot(args.dims, [rates[(d, kind)] for d in args.dims], "o-", label=kind)
     ax.set(xscale="log", yscale="log", xlabel="dimension d", ylabel="points / s")
-    ax.set_title(f"log-likelihood, Heun {args.num_steps} steps, MLP 3 x {args.width}")
-    ax.legend()
-    bench_common.save_figure(fig, args.outdir, "points_per_second.png")
+    bench_common.finish_plot(
+        fig,
+        ax,
+        f"log-likelihood, Heun {args.num_steps} steps, MLP 3 x {args.width}",
+        args.outdir,
+        "points_per_second.png",
+    )
 
 
 def main(argv=None):
-    args = parse_args(sys.argv[1:] if argv is None else argv)
-    bench_common.configure_matplotlib()
-    lines = bench_common.header("Likelihood throughput: exact vs Hutchinson divergence")
+    args, lines = bench_common.start(
+        parse_args, argv, "Likelihood throughput: exact vs Hutchinson divergence"
+    )
     lines.append(
         f"- MLP 3 x {args.width} (SiLU, untrained, random output layer), Heun "
         f"{args.num_steps} fixed steps (NFE {2 * args.num_steps}), {args.num_points} points "

@@ -13,7 +13,6 @@ times the matmul and then every train-step configuration once.
 from __future__ import annotations
 
 import argparse
-import sys
 from typing import NamedTuple
 
 import bench_common
@@ -147,9 +146,9 @@ def plot(rows, outdir: str) -> None:
 
 
 def main(argv=None):
-    args = parse_args(sys.argv[1:] if argv is None else argv)
-    bench_common.configure_matplotlib()
-    lines = bench_common.header("Train step FLOP/s against the measured matmul peak")
+    args, lines = bench_common.start(
+        parse_args, argv, "Train step FLOP/s against the measured matmul peak"
+    )
     times, entries, matmul_flops, analytic = measure(args)
     rows, note = table(args, times, entries, matmul_flops, analytic)
     columns = ["what", "W / N", "batch", "GFLOP per step", "steps per call", "ms per step"]

@@ -26,7 +26,6 @@ pass adds its own); the quadratic loss makes one per step.
 from __future__ import annotations
 
 import math
-import sys
 import time
 from typing import NamedTuple
 
@@ -271,9 +270,9 @@ def run_problem(name, args):
 
 
 def main(argv=None):
-    args = parse_args(sys.argv[1:] if argv is None else argv)
-    bench_common.configure_matplotlib()
-    lines = bench_common.header("Quadratic loss vs maximum-likelihood CNF: time to a test NLL")
+    args, lines = bench_common.start(
+        parse_args, argv, "Quadratic loss vs maximum-likelihood CNF: time to a test NLL"
+    )
     lines.append(
         f"- MLP 3 x {args.width} SiLU, batch {args.batch_size}, clip 1 + Adam lr "
         f"{args.learning_rate}; ML: dopri5 rtol = atol = {args.ml_tolerance}, Hutchinson 1 "

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import importlib.util
 import os
-import sys
 
 import bench_common
 import jax
@@ -303,21 +302,19 @@ def plot(records, baseline, outdir):
         ax.plot(record[:, 1], record[:, 2], "o-", ms=3, label=label)
     ax.axhline(baseline[0], color="k", lw=1, ls="--", label="data vs data")
     ax.set(xscale="log", yscale="log", xlabel="training wall-clock (s)", ylabel="W2 (2,000 points)")
-    ax.set_title("checkerboard: sample quality against training time")
-    ax.legend()
-    bench_common.save_figure(fig, outdir, "w2_vs_time.png")
+    bench_common.finish_plot(
+        fig, ax, "checkerboard: sample quality against training time", outdir, "w2_vs_time.png"
+    )
 
 
 def main(argv=None):
-    args = parse_args(sys.argv[1:] if argv is None else argv)
-    bench_common.configure_matplotlib()
+    args, lines = bench_common.start(
+        parse_args, argv, "Time to sample quality on the checkerboard: interflow_jax vs torchcfm"
+    )
     policy = bench_common.set_omp_wait_policy(args.omp_wait_policy)
     import torch
 
     torch.set_num_threads(args.torch_threads)
-    lines = bench_common.header(
-        "Time to sample quality on the checkerboard: interflow_jax vs torchcfm"
-    )
     learners = [
         ours_recipe(toy2d_config(args.smoke), args.num_steps, args.eval_every),
         Theirs(args.torch_sigma),

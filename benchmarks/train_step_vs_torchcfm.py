@@ -27,7 +27,6 @@ in steps/s, reported as median and range over repetitions, against each torch va
 from __future__ import annotations
 
 import argparse
-import sys
 
 import bench_common
 import jax
@@ -221,16 +220,16 @@ def plot(results: dict, outdir: str) -> None:
         points = [(w, float(np.median(results[w][name]))) for w in widths if name in results[w]]
         ax.plot(*zip(*points, strict=True), "o-", label=name)
     ax.set(xscale="log", yscale="log", xlabel="hidden width W", ylabel="train steps / s")
-    ax.set_title("checkerboard train step, batch fixed")
-    ax.legend()
-    bench_common.save_figure(fig, outdir, "steps_per_second.png")
+    bench_common.finish_plot(
+        fig, ax, "checkerboard train step, batch fixed", outdir, "steps_per_second.png"
+    )
 
 
 def main(argv=None):
-    args = parse_args(sys.argv[1:] if argv is None else argv)
-    bench_common.configure_matplotlib()
+    args, lines = bench_common.start(
+        parse_args, argv, "Train-step throughput: interflow_jax vs torchcfm"
+    )
     policy = bench_common.set_omp_wait_policy(args.omp_wait_policy)
-    lines = bench_common.header("Train-step throughput: interflow_jax vs torchcfm")
     lines.append(f"- torch OMP_WAIT_POLICY: {policy}")
     lines.append(
         f"- batch {args.batch_size}, Adam lr {args.learning_rate}, {args.reps} repetitions "

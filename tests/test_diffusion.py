@@ -82,11 +82,11 @@ STEPS = {"euler_maruyama": 200, "heun": 100, "shark": 100}
 @pytest.mark.parametrize(
     "solver, eps_name, interpolant, t_end",
     [
-        ("euler_maruyama", "constant", "trigonometric", 0.9),
-        ("euler_maruyama", "vanishing", "linear", 0.95),
-        ("heun", "constant", "linear", 0.9),
+        pytest.param("euler_maruyama", "constant", "trigonometric", 0.9, marks=pytest.mark.slow),
+        pytest.param("euler_maruyama", "vanishing", "linear", 0.95, marks=pytest.mark.slow),
+        pytest.param("heun", "constant", "linear", 0.9, marks=pytest.mark.slow),
         ("heun", "vanishing", "trigonometric", 0.95),
-        ("shark", "vanishing", "trigonometric", 0.9),
+        pytest.param("shark", "vanishing", "trigonometric", 0.9, marks=pytest.mark.slow),
     ],
 )
 def test_sde_samples_have_the_marginal_moments(solver, eps_name, interpolant, t_end):
@@ -110,6 +110,7 @@ def test_sde_samples_have_the_marginal_moments(solver, eps_name, interpolant, t_
     assert np.all(np.abs(np.cov(x.T) - cov_t) < 4 * cov_err + allowance), np.cov(x.T) - cov_t
 
 
+@pytest.mark.slow
 def test_zero_eps_reproduces_the_ode(x64):
     field = gaussian.make_gaussian_velocity(TRIGONOMETRIC)
     num_steps, t_end = 100, 0.9

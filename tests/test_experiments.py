@@ -35,6 +35,40 @@ def _run(command, timeout=300):
     return result
 
 
+# A few steps and a two-step Euler evaluation: every binary runs, in seconds of compute.
+TINY = (
+    "--config.training.num_steps=20",
+    "--config.eval.solver=euler",
+    "--config.eval.num_steps=2",
+    "--config.eval.num_test_points=64",
+    "--config.eval.num_validation_points=0",
+    "--config.eval.num_plot_samples=64",
+    "--config.eval.num_energy_points=64",
+    "--config.eval.num_path_length_pairs=64",
+    "--config.eval.grid_size=8",
+    "--config.eval.num_trajectories=4",
+)
+
+
+def test_each_binary_runs_a_few_steps(tmp_path):
+    """train.py, evaluate.py and sample.py on a 20-step checkerboard run."""
+    workdir = str(tmp_path / "run")
+    _run(_train_command(workdir, "checkerboard,smoke", *TINY))
+    with open(os.path.join(workdir, "metrics.json")) as f:
+        metrics = json.load(f)
+    assert metrics["step"] == 20 and np.isfinite(metrics["test_nll"])
+    assert os.path.exists(os.path.join(workdir, "samples.png"))
+    evaluate = os.path.join(ROOT, "experiments", "evaluate.py")
+    _run([sys.executable, evaluate, f"--workdir={workdir}", "--nofigures", "--metrics_name=m.json"])
+    with open(os.path.join(workdir, "m.json")) as f:
+        assert json.load(f)["test_nll"] == pytest.approx(metrics["test_nll"], abs=1e-4)
+    sample = os.path.join(ROOT, "experiments", "sample.py")
+    _run([sys.executable, sample, f"--workdir={workdir}", "--num_samples=32"])
+    samples = np.load(os.path.join(workdir, "samples_ode.npy"))
+    assert samples.shape == (32, 2) and np.all(np.isfinite(samples))
+
+
+@pytest.mark.slow
 def test_train_and_evaluate_binaries_end_to_end(tmp_path):
     workdir = str(tmp_path / "run")
     _run(_train_command(workdir))
@@ -67,6 +101,7 @@ def _final_state(workdir, arg):
     return state
 
 
+@pytest.mark.slow
 def test_sigkill_then_resume_matches_uninterrupted_run(tmp_path):
     arg = "checkerboard,smoke"
     overrides = ("--config.training.num_steps=600", "--config.training.checkpoint_every=20")
@@ -110,6 +145,7 @@ def _smoke_config():
     return config
 
 
+@pytest.mark.slow
 def test_nonfinite_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
     workdir = str(tmp_path)
     config = _smoke_config()
@@ -157,6 +193,7 @@ def test_bad_config_values_raise(tmp_path, path, value, match):
         train_and_evaluate(config, str(tmp_path))
 
 
+@pytest.mark.slow
 def test_optimal_interpolant_sde_and_sample_binaries(tmp_path):
     workdir = str(tmp_path / "oi")
     config = os.path.join(ROOT, "experiments", "configs", "optimal_interpolant.py")
@@ -194,6 +231,7 @@ def test_optimal_interpolant_sde_and_sample_binaries(tmp_path):
     assert samples.shape == (200, 2) and np.all(np.isfinite(samples))
 
 
+@pytest.mark.slow
 def test_mixture_benchmark_smoke_run_reports_gap_to_truth(tmp_path):
     from experiments.configs import mixture as mixture_config
 

@@ -30,6 +30,7 @@ def _state(config, workdir, name="checkpoints"):
     return state
 
 
+@pytest.mark.slow
 def test_finite_data_resume_matches_uninterrupted_run(tmp_path):
     config = _finite_mixture_config()
     reference, resumed = str(tmp_path / "a"), str(tmp_path / "b")
@@ -45,6 +46,7 @@ def test_finite_data_resume_matches_uninterrupted_run(tmp_path):
         np.testing.assert_array_equal(x, y)
 
 
+@pytest.mark.slow
 def test_best_checkpoint_keeps_the_lowest_validation_nll(tmp_path):
     config = _finite_mixture_config()
     state = jax.jit(setup.make_init_state(config, (6,)))()
@@ -59,6 +61,7 @@ def test_best_checkpoint_keeps_the_lowest_validation_nll(tmp_path):
     again.close()
 
 
+@pytest.mark.slow
 def test_evaluation_uses_the_best_validation_checkpoint(tmp_path):
     config = _finite_mixture_config()
     workdir = str(tmp_path)
@@ -72,6 +75,7 @@ def test_evaluation_uses_the_best_validation_checkpoint(tmp_path):
     assert latest["selected_checkpoint"] == "latest" and latest["step"] == 40
 
 
+@pytest.mark.slow
 def test_tabular_training_end_to_end_on_a_synthetic_release(tmp_path):
     root = tmp_path / "data"
     (root / "miniboone").mkdir(parents=True)

@@ -42,6 +42,7 @@ def _train_resume_and_check(config, workdir):
     return saved
 
 
+@pytest.mark.slow
 def test_digits_smoke_end_to_end(tmp_path):
     config = images_config.get_config("digits,smoke")
     results = _train_resume_and_check(config, str(tmp_path))
@@ -51,6 +52,7 @@ def test_digits_smoke_end_to_end(tmp_path):
     assert np.isfinite(results["hutchinson_minus_exact"])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["mnist", "cifar10", "imagenet32", "flowers128"])
 def test_tfds_image_configs_smoke_end_to_end(name, tmp_path, mock_tfds_with):
     config = images_config.get_config(f"{name},smoke")
