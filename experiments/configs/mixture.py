@@ -12,14 +12,18 @@ Sizes are our choice (the paper's tabular MLPs are not specified in detail): wid
 grow with d.
 """
 
-from interflow_jax.training.config_io import sibling_config
+from interflow_jax.training.config_io import parse_config_arg, sibling_config
 
 
 def _parse(arg: str):
-    parts = [p for p in (arg or "").split(",") if p]
-    dim = int(next((p for p in parts if p.isdigit()), "6"))
-    num_train = int(next((p.split("=", 1)[1] for p in parts if p.startswith("train=")), 0))
-    return dim, "smoke" in parts, num_train
+    words, options = parse_config_arg(arg, options=("train",))
+    dims = [w for w in words if w != "smoke"]
+    if len(dims) > 1 or not all(w.isdigit() for w in dims):
+        raise ValueError(f"mixture config takes DIM[,smoke][,train=N]; got {arg!r}.")
+    num_train = options.get("train", "0")
+    if not num_train.isdigit():
+        raise ValueError(f"mixture config: train= must be a whole number; got {num_train!r}.")
+    return int(dims[0]) if dims else 6, "smoke" in words, int(num_train)
 
 
 def get_config(arg: str = "6"):

@@ -11,14 +11,15 @@ pair plus 8 sine terms each for a and b, and Adam ascent on the interpolant at a
 learning rate below the network's so that the network tracks the inner minimum.
 """
 
-from interflow_jax.training.config_io import sibling_config
+from interflow_jax.training.config_io import parse_config_arg, sibling_config
 
 
 def get_config(arg: str = "gaussian"):
-    parts = [p for p in (arg or "").split(",") if p]
-    problem = "checkerboard" if "checkerboard" in parts else "gaussian"
-    fixed = next((p.split("=", 1)[1] for p in parts if p.startswith("fixed=")), None)
-    smoke = "smoke" in parts
+    words, options = parse_config_arg(
+        arg, words=("gaussian", "checkerboard", "smoke"), options=("fixed",)
+    )
+    problem = "checkerboard" if "checkerboard" in words else "gaussian"
+    fixed, smoke = options.get("fixed"), "smoke" in words
     config = sibling_config(__file__, "toy2d", "checkerboard" + (",smoke" if smoke else ""))
     config.interpolant = fixed or "learnable"
     config.learnable.update(base="linear", num_terms=8, inner_steps=1)

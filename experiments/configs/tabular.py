@@ -13,7 +13,7 @@ computed every training.eval_every steps and the best-validation checkpoint is
 evaluated on the whole test split (num_test_points = 0) with the exact divergence.
 """
 
-from interflow_jax.training.config_io import sibling_config
+from interflow_jax.training.config_io import parse_config_arg, sibling_config
 
 # name: (hidden widths, training steps). Our choice; batch 1024 throughout.
 SIZES = {
@@ -26,14 +26,14 @@ SIZES = {
 
 
 def _parse(arg: str):
-    parts = [p for p in (arg or "").split(",") if p]
-    name = next((p for p in parts if p in SIZES), None)
-    if name is None:
+    words, _ = parse_config_arg(arg)
+    names = [w for w in words if w in SIZES]
+    if len(names) != 1:
         raise ValueError(
             f"tabular config needs one of {sorted(SIZES)} in its argument; got {arg!r}."
         )
-    data_dir = next((p.split("=", 1)[1] for p in parts if p.startswith("dir=")), "")
-    return name, "smoke" in parts, data_dir
+    words, options = parse_config_arg(arg, words=(*SIZES, "smoke"), options=("dir",))
+    return names[0], "smoke" in words, options.get("dir", "")
 
 
 def get_config(arg: str = "power"):
