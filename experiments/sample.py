@@ -129,7 +129,8 @@ def _sample_labelled(config) -> None:
         config, _WORKDIR.value, ev.use_ema, ev.get("select_best", False), problem.event_shape
     )
     key = jax.random.key(_SEED.value)
-    x = conditional_eval.sample_guided(config, problem, field, params, labels, w, key, _SDE.value)
+    sample = conditional_eval.make_guided_sampler(config, problem, field, _SDE.value)
+    x = sample(params, labels, w, key)
     if distributed.is_main_process():
         conditional_eval.write_labelled_samples(config, problem, x, labels, w, path)
         logging.info("wrote %s", path)

@@ -34,6 +34,7 @@ from jax.scipy.special import logsumexp
 from interflow_jax.checks import check_positive_int
 
 LABELS = "labels"
+GUIDANCE = "guidance"
 VelocityField = Callable[[jax.Array, jax.Array, Any], jax.Array]
 
 
@@ -101,21 +102,31 @@ def make_label_binder(num_classes: int, p_uncond: float):
     return bind
 
 
-def make_guided_field(field: VelocityField, guidance) -> VelocityField:
+def with_guidance(params, guidance) -> dict:
+    """params with params['guidance'] = w, read by `make_guided_field(field)` (w = None)."""
+    _check_mapping(params)
+    return {**params, GUIDANCE: jnp.asarray(guidance, jnp.result_type(float))}
+
+
+def make_guided_field(field: VelocityField, guidance=None) -> VelocityField:
     """Classifier-free guidance: `guided(t, x, params) = v(null) + w (v(y) - v(null))`.
 
     field: a conditional field (labels in params['labels'], null label without them).
-    guidance: w (a float, or a traced scalar). v(y) = field(t, x, params) and
-    v(null) = field(t, x, without_labels(params)); t (batch,), x (batch, *dims) ->
-    (batch, *dims). w = 1 gives the conditional field, w = 0 the unconditional one (both
-    to rounding; the formula is always evaluated). A guided field with w != 0, 1 defines
-    no density of the model: sample with it, never report its likelihood.
+    guidance: w, a float; or None to read w from params['guidance'] (`with_guidance`), a
+    scalar passed like the weights, so that one compiled solver serves every w.
+    v(y) = field(t, x, params) and v(null) = field(t, x, without_labels(params)) (the
+    field never sees 'guidance'); t (batch,), x (batch, *dims) -> (batch, *dims).
+    w = 1 gives the conditional field, w = 0 the unconditional one (both to rounding; the
+    formula is always evaluated). A guided field with w != 0, 1 defines no density of the
+    model: sample with it, never report its likelihood.
     """
 
     def guided(t, x, params):
+        w = params[GUIDANCE] if guidance is None else guidance
+        params = {k: v for k, v in params.items() if k != GUIDANCE}
         conditional = field(t, x, params)
         unconditional = field(t, x, without_labels(params))
-        w = jnp.asarray(guidance, conditional.dtype)
+        w = jnp.asarray(w, conditional.dtype)
         return unconditional + w * (conditional - unconditional)
 
     return guided

@@ -83,10 +83,13 @@ def test_guided_field_at_w0_and_w1_is_the_unconditional_and_conditional_field(x6
         field(t, x, conditional.with_labels(params, jnp.ones(6, jnp.int32))),
     )
     assert float(jnp.max(jnp.abs(cond - null))) > 1e-2  # the label matters
+    from_params = conditional.make_guided_field(field)  # w read from params['guidance']
     for w, expected in ((1.0, cond), (0.0, null), (2.5, null + 2.5 * (cond - null))):
         guided = conditional.make_guided_field(field, w)
         got = guided(t, x, conditional.with_labels(params, labels))
         np.testing.assert_allclose(got, expected, rtol=0, atol=1e-12)
+        bound = conditional.with_guidance(conditional.with_labels(params, labels), w)
+        np.testing.assert_allclose(from_params(t, x, bound), expected, rtol=0, atol=1e-12)
 
 
 def test_guided_ode_at_w1_samples_the_class_gaussian(x64):

@@ -110,45 +110,45 @@ def likelihood_metrics(config, problem, flow, params, x, null_nll) -> dict:
     return results
 
 
-def guided_field(field, guidance):
-    """The field to sample at guidance w: the conditional field itself at w = 1 (one
-    network call per evaluation), else v(null) + w (v(y) - v(null))."""
-    if float(guidance) == 1.0:
-        return field
-    return conditional.make_guided_field(field, float(guidance))
-
-
 def class_labels(classes, per_class: int) -> np.ndarray:
     """int32 labels (len(classes) * per_class,): each class repeated per_class times."""
     return np.repeat(np.asarray(classes, np.int32), per_class)
 
 
-def sample_guided(config, problem, field, params, labels, guidance, key, sde: bool = False):
-    """Samples (n, *event_shape) of the classes `labels` (n,) at guidance w: the ODE from 0
-    to 1 (dopri5 etc. as config.eval), or the SDE of config.eval.sde (to its t_end), in
-    chunks of eval.chunk_size from base draws of `key`."""
-    velocity = guided_field(field, guidance)
-    base = setup.base_for(params, problem)
-    n, size = len(labels), config.eval.chunk_size
-    total = -(-n // size) * size
-    x0 = base.sample(key, total)
-    padded = np.concatenate([labels, np.repeat(labels[:1], total - n)])
+def make_guided_sampler(config, problem, field, sde: bool = False):
+    """Return `sample(params, labels, w, key) -> (n, *event_shape)` numpy samples.
+
+    Guided samples of the classes `labels` (n,) at guidance w (v(null) + w (v(y) - v(null)),
+    w read from params so that one compilation serves every w): the ODE from 0 to 1 as set
+    by config.eval, or the SDE of config.eval.sde (to its t_end), in chunks of
+    eval.chunk_size (the last one padded) from base draws of `key`.
+    """
+    velocity = conditional.make_guided_field(field)
     if sde:
-        sampler = setup.build_sde_sampler(config, velocity)
+        solve = setup.build_sde_sampler(config, velocity)
     else:
         transport = flows.make_transport(velocity, setup.build_ode_options(config.eval))
-    chunks = []
-    for i in range(0, total, size):
-        bound = conditional.with_labels(params, padded[i : i + size])
-        if sde:
-            x = sampler(
-                bound, x0[i : i + size], jax.random.fold_in(key, i), params.get("interpolant")
-            )
-        else:
+
+        def solve(bound, x0, key, interpolant_params):
+            del key, interpolant_params
             zero, one = jnp.asarray(0.0, x0.dtype), jnp.asarray(1.0, x0.dtype)
-            x = transport(bound, x0[i : i + size], zero, one).x
-        chunks.append(np.asarray(x))
-    return np.concatenate(chunks)[:n]
+            return transport(bound, x0, zero, one).x
+
+    def sample(params, labels, guidance, key):
+        n, size = len(labels), config.eval.chunk_size
+        total = -(-n // size) * size
+        x0 = setup.base_for(params, problem).sample(key, total)
+        padded = np.concatenate([labels, np.repeat(labels[:1], total - n)])
+        weighted = conditional.with_guidance(params, guidance)
+        chunks = []
+        for i in range(0, total, size):
+            bound = conditional.with_labels(weighted, padded[i : i + size])
+            chunk_key = jax.random.fold_in(key, i)
+            chunk = solve(bound, x0[i : i + size], chunk_key, params.get("interpolant"))
+            chunks.append(np.asarray(chunk))
+        return np.concatenate(chunks)[:n]
+
+    return sample
 
 
 def class_accuracy(problem, x, labels) -> float | None:
@@ -187,9 +187,10 @@ def guided_sample_metrics(config, workdir, problem, field, params, figures: bool
         shown = min(shown, MAX_GRID_CLASSES)
     labels = class_labels(range(shown), per_class)
     key = setup.held_out_key(config, GUIDED_KEY)
+    sample = make_guided_sampler(config, problem, field)
     results = {"guided_samples_per_class": int(per_class)}
     for w in config.eval.guidance:
-        x = sample_guided(config, problem, field, params, labels, w, key)
+        x = sample(params, labels, w, key)  # the same base draws for every w
         accuracy = class_accuracy(problem, x, labels)
         if accuracy is not None:
             results[f"guided_accuracy_w{w:g}"] = accuracy
