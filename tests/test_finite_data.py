@@ -12,7 +12,7 @@ import pytest
 from experiments.configs import mixture as mixture_config
 from experiments.configs import tabular as tabular_config
 from interflow_jax import densities, flows, gaussian, interpolants
-from interflow_jax.training import best, checkpoint, evaluation, setup
+from interflow_jax.training import best, checkpoint, evaluation, metrics_log, setup
 from interflow_jax.training.loop import train_and_evaluate
 
 
@@ -67,7 +67,7 @@ def test_evaluation_uses_the_best_validation_checkpoint(tmp_path):
     workdir = str(tmp_path)
     results = train_and_evaluate(config, workdir)
     assert results["selected_checkpoint"] == "best validation"
-    records = [r for r in evaluation.metrics_log.read(workdir) if "validation_nll" in r]
+    records = [r for r in metrics_log.read(workdir) if "validation_nll" in r]
     best_step = min(records, key=lambda r: r["validation_nll"])["step"]
     assert results["step"] == best_step
     config.eval.select_best = False
