@@ -29,9 +29,6 @@ from collections.abc import Mapping
 
 import jax
 import numpy as np
-import tensorboardX
-from tensorboardX.proto import event_pb2
-from tensorboardX.record_writer import masked_crc32c
 
 from interflow_jax.training import optimizer
 
@@ -53,6 +50,8 @@ class Writer:
     def __init__(self, workdir: str, start_step: int):
         self._writer = None
         if jax.process_index() == 0:
+            import tensorboardX  # here: it imports torch when torch is installed (seconds)
+
             truncate_after(workdir, start_step)
             self._writer = tensorboardX.SummaryWriter(
                 workdir,
@@ -94,10 +93,6 @@ def learning_rate_fn(config):
     return lambda step: float(schedule(max(step - 1, 0)))
 
 
-# ---------------------------------------------------------------------------------------
-# Cutting event files after a step (a resumed run)
-# ---------------------------------------------------------------------------------------
-
 _HEADER = struct.Struct("<Q")  # TFRecord: length, crc(length), data, crc(data)
 
 
@@ -107,6 +102,8 @@ def _records(data: bytes):
     Reading stops at a record cut short (a process killed while writing) or whose length
     fails its checksum.
     """
+    from tensorboardX.record_writer import masked_crc32c
+
     pos = 0
     while pos + 12 <= len(data):
         header = data[pos : pos + 8]
@@ -123,6 +120,8 @@ def _records(data: bytes):
 def truncate_file_after(path: str, step: int) -> None:
     """Rewrite the event file `path` without its events after `step` (atomically); a file
     left with no summary removed."""
+    from tensorboardX.proto import event_pb2
+
     with open(path, "rb") as f:
         records = list(_records(f.read()))
     kept, summaries = [], 0
