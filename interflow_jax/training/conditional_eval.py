@@ -34,6 +34,8 @@ from interflow_jax.training import own_data_problem, setup
 
 MAX_GRID_CLASSES = 10  # classes shown in evaluation grids (ImageNet has 1,000)
 GUIDED_KEY = 8  # guided samples draw from setup.held_out_key(config, GUIDED_KEY)
+DEFAULT_GUIDANCE = (0.0, 1.0)  # without eval.guidance (config_io.make_conditional sets it)
+DEFAULT_SAMPLES_PER_CLASS = 8
 
 
 def test_labels(config, problem, num_points: int) -> np.ndarray:
@@ -181,7 +183,7 @@ def write_class_figure(config, problem, x, labels, path: str, title: str) -> Non
 def guided_sample_metrics(config, workdir, problem, field, params, figures: bool) -> dict:
     """Guided ODE samples of each class at each w of eval.guidance; accuracies where the
     class densities are known, and the figures `samples_guided_w<w>.png` (process 0)."""
-    per_class = config.eval.samples_per_class
+    per_class = config.eval.get("samples_per_class", DEFAULT_SAMPLES_PER_CLASS)
     shown = setup.num_classes(config)
     if pictures.is_image(problem):
         shown = min(shown, MAX_GRID_CLASSES)
@@ -189,7 +191,7 @@ def guided_sample_metrics(config, workdir, problem, field, params, figures: bool
     key = setup.held_out_key(config, GUIDED_KEY)
     sample = make_guided_sampler(config, problem, field)
     results = {"guided_samples_per_class": int(per_class)}
-    for w in config.eval.guidance:
+    for w in config.eval.get("guidance", DEFAULT_GUIDANCE):
         x = sample(params, labels, w, key)  # the same base draws for every w
         accuracy = class_accuracy(problem, x, labels)
         if accuracy is not None:
