@@ -73,6 +73,18 @@ def test_tfds_labels_match_the_records(mock_tfds):
     assert len(source.labels) == len(source) and source.num_classes == 10
 
 
+def test_tfds_problem_carries_train_and_test_labels(mock_tfds_with):
+    config = images_config.get_config("mnist,conditional,smoke")
+    with mock_tfds_with(12):
+        problem = setup.build_problem(config)
+        setup.check_labels(config, problem)
+        train_labels = setup.split_labels(problem, "train")
+        assert problem.num_classes == 10 and len(train_labels) == len(problem.finite.train)
+        test = conditional_eval.test_labels(config, problem, 0)
+    assert test.shape == (len(problem.finite.test),) and test.dtype == np.int32
+    assert np.all((test >= 0) & (test < 10))
+
+
 def test_host_batches_pair_examples_with_their_labels():
     examples = np.arange(40, dtype=np.float32)[:, None] * np.ones((1, 3), np.float32)
     labels = (np.arange(40) % 7).astype(np.int32)
@@ -215,23 +227,12 @@ def test_eight_gaussians_conditional_smoke_run_and_guided_sampling(tmp_path):
 @pytest.mark.slow
 def test_digits_conditional_smoke_run_reports_both_likelihoods(tmp_path):
     workdir = str(tmp_path / "run")
-    results = train_and_evaluate(images_config.get_config("digits,conditional,smoke"), workdir)
-    for name in (
-        "test_bits_per_dim",
-        "conditional_test_bits_per_dim",
-        "conditional_minus_null_nll",
-    ):
+    config = images_config.get_config("digits,conditional,smoke")
+    config.eval.consistency_check = True
+    results = train_and_evaluate(config, workdir)
+    names = ("test_bits_per_dim", "conditional_test_bits_per_dim", "conditional_minus_null_nll")
+    for name in (*names, "consistency_log_mixture_minus_null"):
         assert np.isfinite(results[name]), name
     with open(os.path.join(workdir, "metrics.json")) as f:
         assert json.load(f)["conditional_test_nll"] == results["conditional_test_nll"]
     assert os.path.exists(os.path.join(workdir, "samples_guided_w2.png"))
-
-
-@pytest.mark.slow
-def test_mnist_conditional_smoke_run_on_mocked_tfds(tmp_path, mock_tfds_with):
-    config = images_config.get_config("mnist,conditional,smoke")
-    config.eval.consistency_check = True
-    with mock_tfds_with(32):
-        results = train_and_evaluate(config, str(tmp_path))
-    assert np.isfinite(results["conditional_test_bits_per_dim"])
-    assert np.isfinite(results["consistency_log_mixture_minus_null"])
