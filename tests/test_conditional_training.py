@@ -153,6 +153,11 @@ def test_check_labels_names_unlabelled_data_and_wrong_class_counts():
     config.model.num_classes = -1
     with pytest.raises(ValueError, match="model.num_classes must be an integer"):
         setup.num_classes(config)
+    digits = images_config.get_config("digits,conditional,smoke")
+    digits.model.num_classes = 5
+    unstated = setup.build_problem(digits)._replace(num_classes=0)  # labels 0..9 in the splits
+    with pytest.raises(ValueError, match="run from 0 to 9; they must lie in 0..4"):
+        setup.check_labels(digits, unstated)
 
 
 def test_test_labels_belong_to_the_test_points():

@@ -246,6 +246,12 @@ def check_labels(config, problem: Problem) -> None:
             f"config.model.num_classes={k} but the data {problem.name!r} have "
             f"{problem.num_classes} classes."
         )
+    labels = split_labels(problem, "train")
+    if isinstance(labels, np.ndarray) and labels.size and not 0 <= labels.min() <= labels.max() < k:
+        raise ValueError(
+            f"config.model.num_classes={k} but the labels of {problem.name!r} run from "
+            f"{labels.min()} to {labels.max()}; they must lie in 0..{k - 1}."
+        )
 
 
 def build_module(model):
