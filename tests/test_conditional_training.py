@@ -141,6 +141,20 @@ def test_conditional_configs_set_classes_and_label_dropout():
         toy2d_config.get_config("checkerboard,conditional")
 
 
+def test_folder_conditional_config_counts_the_class_folders(tmp_path):
+    from PIL import Image
+
+    for name in ("cats", "dogs", "owls"):
+        (tmp_path / name).mkdir()
+        Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(tmp_path / name / "a.png")
+    config = images_config.get_config(f"folder,dir={tmp_path},conditional,smoke")
+    assert config.model.num_classes == 3
+    (tmp_path / "flat").mkdir()
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(tmp_path / "flat" / "a.png")
+    with pytest.raises(ValueError, match="one sub-folder per class"):
+        images_config.get_config(f"folder,dir={tmp_path / 'flat'},conditional,smoke")
+
+
 def test_check_labels_names_unlabelled_data_and_wrong_class_counts():
     config = toy2d_config.get_config("checkerboard,smoke")
     config.model.num_classes = 4
