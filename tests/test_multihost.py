@@ -22,7 +22,7 @@ from interflow_jax.training import distributed
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 WORKER = os.path.join(REPO, "tests", "multihost_worker.py")
-TIMEOUT_S = 180  # a run takes ~40 s on 2 idle cores, ~100 s on 2 busy ones
+TIMEOUT_S = 600  # a hang guard: a run takes ~40 s on 2 idle cores, over 200 s on 2 busy ones
 # Gradients are summed across devices by XLA in one process and by gloo across two, in
 # a different order: float32 round-off (~1e-7 relative) that a few Adam steps carry into
 # the parameters. Everything else (data, keys, layout) must be identical.
