@@ -239,6 +239,7 @@ def test_stored_standardization_is_used_after_the_file_changes(tmp_path):
     np.save(path, values)
     config = _config(path)
     first = own_data_problem.bind_to_workdir(setup.build_problem(config), str(tmp_path), True)
+    assert isinstance(first.finite.train.table.values, np.memmap)  # read by row, on demand
     np.save(path, 2.0 * values)
     second = own_data_problem.bind_to_workdir(setup.build_problem(config), str(tmp_path), False)
     stored = first.data_record.scaling
