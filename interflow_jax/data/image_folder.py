@@ -70,23 +70,11 @@ def list_image_files(root) -> tuple[list[Path], np.ndarray | None, tuple[str, ..
         raise FileNotFoundError(f"{root}: no such image folder.")
     entries = sorted(p for p in root.iterdir() if not p.name.startswith("."))
     class_dirs = [p for p in entries if p.is_dir()]
-    if not class_dirs:
-        paths, labels, classes = _visible_files(root), None, None
+    if class_dirs:
+        paths, labels = _class_files(root, entries, class_dirs)
+        classes = tuple(p.name for p in class_dirs)
     else:
-        loose = [p for p in entries if not p.is_dir()]
-        if loose:
-            raise ValueError(
-                f"{root}: files beside the class folders {[p.name for p in class_dirs]}: "
-                f"{_named(loose, root)}; move them into a class folder or out of {root}."
-            )
-        paths, labels = [], []
-        for k, folder in enumerate(class_dirs):
-            files = _visible_files(folder)
-            if not any(f.suffix.lower() in IMAGE_SUFFIXES for f in files):
-                raise ValueError(f"{root}: the class folder {folder.name!r} holds no images.")
-            paths += files
-            labels += [k] * len(files)
-        labels, classes = np.asarray(labels, np.int32), tuple(p.name for p in class_dirs)
+        paths, labels, classes = _visible_files(root), None, None
     others = [p for p in paths if p.suffix.lower() not in IMAGE_SUFFIXES]
     if others:
         raise ValueError(
@@ -96,6 +84,24 @@ def list_image_files(root) -> tuple[list[Path], np.ndarray | None, tuple[str, ..
     if not paths:
         raise ValueError(f"{root}: no PNG or JPEG images found.")
     return paths, labels, classes
+
+
+def _class_files(root: Path, entries: list[Path], class_dirs: list[Path]):
+    """(paths, int32 labels) of the files under the class folders; class k = class_dirs[k]."""
+    loose = [p for p in entries if not p.is_dir()]
+    if loose:
+        raise ValueError(
+            f"{root}: files beside the class folders {[p.name for p in class_dirs]}: "
+            f"{_named(loose, root)}; move them into a class folder or out of {root}."
+        )
+    paths, labels = [], []
+    for k, folder in enumerate(class_dirs):
+        files = _visible_files(folder)
+        if not any(f.suffix.lower() in IMAGE_SUFFIXES for f in files):
+            raise ValueError(f"{root}: the class folder {folder.name!r} holds no images.")
+        paths += files
+        labels += [k] * len(files)
+    return paths, np.asarray(labels, np.int32)
 
 
 def _probe(paths: list[Path], root: Path) -> tuple[list[tuple[int, int]], bool]:

@@ -197,18 +197,21 @@ def _read_npz(path: Path, label, key) -> Table:
     _check_array(path, values, f"array {key!r}")
     if label is None:
         return Table(path, values, None, None, None, None, None)
-    column = arrays[label]
-    if column.shape != (values.shape[0],):
+    labels, classes = _npz_classes(path, arrays[label], label, key, values.shape[0])
+    return Table(path, values, None, labels, classes, None, label)
+
+
+def _npz_classes(path: Path, column: np.ndarray, label: str, key: str, num_rows: int):
+    """(labels, classes) of the label array of an .npz archive, one class per data row."""
+    if column.shape != (num_rows,):
         raise _bad(
             path,
-            f"label array {label!r} must have shape ({values.shape[0]},) (one class per row of "
+            f"label array {label!r} must have shape ({num_rows},) (one class per row of "
             f"{key!r}); got {column.shape}",
         )
     if np.issubdtype(column.dtype, np.number):
-        labels, classes = _numeric_classes(path, column, f"label array {label!r}")
-    else:
-        labels, classes = _string_classes(path, column.astype(str), f"label array {label!r}")
-    return Table(path, values, None, labels, classes, None, label)
+        return _numeric_classes(path, column, f"label array {label!r}")
+    return _string_classes(path, column.astype(str), f"label array {label!r}")
 
 
 def _read_text(path: Path, label, key) -> Table:

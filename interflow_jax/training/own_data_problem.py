@@ -145,26 +145,28 @@ def bind_to_workdir(problem: setup.Problem, workdir: str, write: bool) -> setup.
         if write and jax.process_index() == 0:
             checkpoint.write_json_atomic(record_path(workdir), info.record)
         return problem
+    scaling = None if info.scaling is None else own_data.scaling_from_record(stored)
+    _warn_if_changed(info, stored, scaling, workdir)
+    return problem if scaling is None else _with_scaling(problem, scaling, stored)
+
+
+def _warn_if_changed(info: DataRecord, stored: dict, scaling, workdir: str) -> None:
+    """Warn when the data's classes or training statistics differ from the stored ones."""
+    where = (info.record["path"], record_path(workdir))
     if stored.get("classes") != info.record.get("classes"):
         logging.warning(
             "The classes of %s differ from those stored in %s (%s); labels follow the file.",
-            info.record["path"],
-            record_path(workdir),
+            *where,
             stored.get("classes"),
         )
-    if info.scaling is None:
-        return problem
-    scaling = own_data.scaling_from_record(stored)
-    if not (
+    if scaling is not None and not (
         np.allclose(scaling.mean, info.scaling.mean) and np.allclose(scaling.std, info.scaling.std)
     ):
         logging.warning(
             "The training split of %s has another mean or std than stored in %s: the file "
             "changed since training; the stored standardisation is used.",
-            info.record["path"],
-            record_path(workdir),
+            *where,
         )
-    return _with_scaling(problem, scaling, stored)
 
 
 def _with_scaling(problem, scaling, stored: dict):
