@@ -13,7 +13,6 @@ import pytest
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 JAX_ONLY = {
-    "conditional_digits": "accuracy_vs_guidance.png",
     "hutchinson_modes": "seconds.png",
     "machine_peak": "fraction_of_peak.png",
     "likelihood_vs_dimension": "points_per_second.png",
