@@ -15,7 +15,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from interflow_jax import densities, interpolants, losses, time_sampling
+from interflow_jax import couplings, densities, interpolants, losses, time_sampling
 from interflow_jax.data import toy2d
 from interflow_jax.models import VelocityMLP, as_field, init_params
 from interflow_jax.training.state import create_train_state
@@ -38,14 +38,24 @@ def checkerboard_training(
     depth: int = 3,
     activation: str = "silu",
     seed: int = 0,
+    interpolant: interpolants.Interpolant = interpolants.TRIGONOMETRIC,
+    coupling: couplings.Coupling | None = None,
 ) -> CheckerboardTraining:
-    """The pieces of quadratic-loss training on N(0, I_2) -> checkerboard with plain Adam."""
+    """The pieces of quadratic-loss training on N(0, I_2) -> checkerboard with plain Adam;
+    x0 paired with x1 by `coupling` (None: independent pairs)."""
     module = VelocityMLP(hidden_sizes=(width,) * depth, activation=activation)
+    pair = None
+    if coupling is not None and not coupling.is_independent:
+
+        def pair(key, x0, x1, labels):
+            return couplings.couple(coupling, key, x0, x1, labels)
+
     loss_fn = losses.make_velocity_loss(
         as_field(module),
-        interpolants.TRIGONOMETRIC,
+        interpolant,
         time_sampling.make_time_sampler(),
         base=densities.standard_gaussian((2,)),
+        pair=pair,
     )
     optimizer = optax.adam(learning_rate)
     step = make_train_step(loss_fn, optimizer, ema_decay=0.0)

@@ -45,6 +45,7 @@ SOLVERS = {
     "dopri5": SolverSpec(diffrax.Dopri5, 6, True, 1),
     "tsit5": SolverSpec(diffrax.Tsit5, 6, True, 1),
     "heun": SolverSpec(diffrax.Heun, 2, False, 0),
+    "midpoint": SolverSpec(diffrax.Midpoint, 2, False, 0),
     "euler": SolverSpec(diffrax.Euler, 1, False, 0),
 }
 
@@ -52,8 +53,8 @@ SOLVERS = {
 class ODEOptions(NamedTuple):
     """How to solve the flow ODE.
 
-    solver: 'dopri5' (default, as the paper), 'tsit5' (adaptive), 'heun' or 'euler'
-      (fixed step, `num_steps` steps).
+    solver: 'dopri5' (default, as the paper), 'tsit5' (adaptive), 'heun', 'midpoint' or
+      'euler' (fixed step, `num_steps` steps; 2, 2 and 1 field evaluations a step).
     rtol, atol: tolerances of the adaptive PID controller (the paper's code: 1e-5).
     max_steps: the solve fails loudly past this many steps.
     adjoint: a diffrax adjoint, for gradients through the solve (maximum likelihood).

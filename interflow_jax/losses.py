@@ -9,6 +9,10 @@ one network evaluation per sample: no ODE is solved during training.
 Class-conditional training (PAPER section 9): a batch may carry labels 'y'; the loss
 drops each to the null label w.p. p_uncond and binds them into the field's params
 (`conditional.make_label_binder`), so the same G trains v(t, x | y) and v(t, x | null).
+
+Couplings (`couplings`): the pairs (x0_i, x1_i) need only the right marginals, so a
+batch may be paired by a minibatch optimal-transport plan before the loss is taken; G
+and its minimiser are then those of the coupled interpolant.
 """
 
 from __future__ import annotations
@@ -69,6 +73,7 @@ def make_velocity_loss(
     num_base_samples: int | None = None,
     num_classes: int = 0,
     p_uncond: float = 0.1,
+    pair: Callable | None = None,
 ):
     """Return `loss_fn(params, batch, key, interpolant_params=None) -> (G, metrics)`.
 
@@ -81,10 +86,19 @@ def make_velocity_loss(
       'plain': one time per pair (t_i, x0_i, x1_i), n = N, network batch N.
       'all_pairs': K = `num_times` times, and for each every one of the n x N pairs
         (network batch K n N); averages the same integrand over more pairs.
+    pair: None (independent pairs) or `pair(key, x0, x1, labels) -> x0'` reordering the
+      base samples so that (x0'_i, x1_i) are coupled (`couplings.couple`), from
+      fold_in(key, 3), within classes when the batch has labels; 'plain' only.
     metrics: 'loss' (G), 'velocity_sq' (E|v^|^2), 'convergence_gap' (G + E|v^|^2).
     """
     if estimator not in ESTIMATORS:
         raise ValueError(f"estimator must be one of {ESTIMATORS}; got {estimator!r}.")
+    if pair is not None and estimator != "plain":
+        raise ValueError(
+            "A coupling pairs each x1 with one x0; the 'all_pairs' estimator averages over "
+            "every (x0, x1) pair, which is the independent coupling. Use estimator='plain' "
+            "with a coupling."
+        )
 
     def base_samples(batch, key, n):
         if "x0" in batch:
@@ -100,6 +114,8 @@ def make_velocity_loss(
         params = bind_labels(params, batch, jax.random.fold_in(key, 2))
         key_t, key_x0 = jax.random.split(key)
         x0 = base_samples(batch, key_x0, x1.shape[0])
+        if pair is not None:
+            x0 = pair(jax.random.fold_in(key, 3), x0, x1, batch.get("y"))
         t = time_sampler(key_t, x1.shape[0])
         x_t, dx_t = interpolate(interpolant, t, x0, x1, interpolant_params)
         return _metrics(*quadratic_integrand(field(t, x_t, params), dx_t))

@@ -1,10 +1,24 @@
-"""Test configuration: eight fake CPU devices (set before jax is imported anywhere)."""
+"""Test configuration: fake CPU devices (set before jax's backend starts), a shared
+compilation cache, fixtures.
+
+Eight fake devices for the fast tier (its sharding tests split batches eight ways); two
+for the slow tier run alone (`-m slow`): its end-to-end runs still shard every batch, but
+eight shards on a two-core machine cost time for no further coverage. The count is set
+again in `pytest_configure`, which runs before any test touches a device; subprocesses
+started by tests inherit it.
+"""
 
 import os
 
-os.environ["XLA_FLAGS"] = (
-    os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=8"
-).strip()
+_DEVICE_FLAG = "--xla_force_host_platform_device_count"
+
+
+def _set_fake_devices(count: int) -> None:
+    flags = [f for f in os.environ.get("XLA_FLAGS", "").split() if not f.startswith(_DEVICE_FLAG)]
+    os.environ["XLA_FLAGS"] = " ".join([*flags, f"{_DEVICE_FLAG}={count}"])
+
+
+_set_fake_devices(8)
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
 import tempfile  # noqa: E402
@@ -20,6 +34,17 @@ os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", _CACHE_DIR)
 jax.config.update("jax_compilation_cache_dir", os.environ["JAX_COMPILATION_CACHE_DIR"])
 jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.5")
+
+
+def pytest_configure(config):
+    """The slow tier alone: two fake devices, and every compiled program cached (its runs
+    repeat whole programs: a resumed run, evaluate.py after train.py). The fast tier
+    caches only compilations over 0.5 s: its many small programs are compiled once each,
+    and with every one cached its tests all ran slower (BUILD_NOTES, Test suite)."""
+    if (config.getoption("markexpr", "") or "").strip() == "slow":
+        _set_fake_devices(2)
+        jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
+        os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0"
 
 
 @pytest.fixture

@@ -17,10 +17,12 @@ JAX_ONLY = {
     "machine_peak": "fraction_of_peak.png",
     "likelihood_vs_dimension": "points_per_second.png",
     "quadratic_vs_max_likelihood": "nll_vs_time.png",
+    "density_vs_spline_flow": "quality_vs_wallclock.png",  # flowjax: in the dev extra
 }
 WITH_TORCH = {
     "train_step_vs_torchcfm": "steps_per_second.png",
     "time_to_quality_vs_torchcfm": "w2_vs_time.png",
+    "coupling_step_cost": "steps_per_second.png",
 }
 
 

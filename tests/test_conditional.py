@@ -92,6 +92,7 @@ def test_guided_field_at_w0_and_w1_is_the_unconditional_and_conditional_field(x6
         np.testing.assert_allclose(from_params(t, x, bound), expected, rtol=0, atol=1e-12)
 
 
+@pytest.mark.slow
 def test_guided_ode_at_w1_samples_the_class_gaussian(x64):
     field, _ = _gaussian_flow()
     guided = flows.make_flow(
@@ -106,6 +107,7 @@ def test_guided_ode_at_w1_samples_the_class_gaussian(x64):
     np.testing.assert_allclose(np.cov(x.T), COVS[y], atol=0.05)
 
 
+@pytest.mark.slow
 def test_guided_sde_follows_the_class_marginal(x64):
     field, _ = _gaussian_flow()
     sampler = diffusion.make_sde_sampler(
@@ -139,6 +141,7 @@ def test_conditional_log_prob_is_the_class_gaussian_density(tight_flow, x64):
     np.testing.assert_allclose(null, _true_log_prob(x, [3] * 11), atol=1e-6)
 
 
+@pytest.mark.slow
 def test_hutchinson_conditional_log_prob_within_standard_errors(x64):
     _, flow = _gaussian_flow(
         flows.ODEOptions(rtol=1e-7, atol=1e-7),
@@ -241,6 +244,7 @@ def test_all_pairs_labels_follow_their_targets():
     assert float(loss_fn({}, shuffled, jax.random.key(0))[1]["velocity_sq"]) > 0.5
 
 
+@pytest.mark.slow
 def test_loss_minimiser_recovers_the_class_means():
     """Minimising G over the class means of the exact Gaussian field finds the true ones."""
     field = gaussian.make_class_gaussian_velocity(TRIGONOMETRIC)
@@ -309,6 +313,7 @@ def test_unet_parameters_unchanged_without_classes_and_label_table_with_them():
     assert _shapes(cond) == _shapes(plain)
 
 
+@pytest.mark.slow
 def test_unet_label_changes_the_output_and_none_is_null():
     module = UNet(
         channels=8, channel_multipliers=(1,), attention_resolutions=(), num_groups=4, num_classes=3

@@ -56,8 +56,15 @@ def test_exact_log_prob_matches_gaussian(t, x64):
     assert int(out.nfe) > 0
 
 
-@pytest.mark.parametrize("t", [1.0, 0.6])
-@pytest.mark.parametrize("probe_kind", ["rademacher", "gaussian"])
+@pytest.mark.parametrize(
+    ("t", "probe_kind"),
+    [
+        (1.0, "rademacher"),  # the other three cases in the slow tier
+        pytest.param(0.6, "rademacher", marks=pytest.mark.slow),
+        pytest.param(1.0, "gaussian", marks=pytest.mark.slow),
+        pytest.param(0.6, "gaussian", marks=pytest.mark.slow),
+    ],
+)
 def test_hutchinson_log_prob_within_standard_errors(t, probe_kind, x64):
     flow, params = _setup(
         options=flows.ODEOptions(rtol=1e-7, atol=1e-7),
@@ -151,6 +158,7 @@ def test_bad_inputs_raise_clear_errors():
         _setup(divergence_kind="sinkhorn")
 
 
+@pytest.mark.slow
 def test_progress_bar_leaves_the_solution_unchanged(x64, capsys):
     x = jax.random.normal(jax.random.key(5), (8, 3))
     quiet, params = _setup(options=flows.ODEOptions(rtol=1e-6, atol=1e-6))

@@ -78,6 +78,7 @@ def test_gradient_vanishes_at_exact_field_only(x64):
     assert np.any(np.abs(mean["mean"]) > 10 * stderr["mean"])
 
 
+@pytest.mark.slow
 def test_all_pairs_estimator_has_the_same_expectation(x64):
     loss_fn = _loss(TRIGONOMETRIC, "all_pairs", num_times=16, num_base_samples=64)
 

@@ -16,7 +16,10 @@ COV = np.array([[1.2, 0.5], [0.5, 0.9]])
 
 @pytest.mark.parametrize(
     "adjoint",
-    [diffrax.RecursiveCheckpointAdjoint(), diffrax.BacksolveAdjoint()],
+    [
+        pytest.param(diffrax.RecursiveCheckpointAdjoint(), marks=pytest.mark.slow),
+        diffrax.BacksolveAdjoint(),
+    ],
     ids=["checkpoint", "backsolve"],
 )
 def test_gradient_matches_gaussian_likelihood_gradient(adjoint, x64):

@@ -3,6 +3,7 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 from experiments.configs import toy2d as toy2d_config
 from interflow_jax.training import setup
@@ -15,6 +16,7 @@ def _learnable_config(learn_base=False):
     return config
 
 
+@pytest.mark.slow
 def test_maxmin_optimizer_descends_on_velocity_and_ascends_on_interpolant():
     config = _learnable_config()
     optimizer = setup.build_optimizer(config)

@@ -209,3 +209,16 @@ def test_true_cross_entropy_errors():
         true_cross_entropy(get_dataset("rings"), jax.random.key(0), 0)
     with pytest.raises(ValueError, match="chunk=-1"):
         true_cross_entropy(get_dataset("rings"), jax.random.key(0), 100, chunk=-1)
+
+
+def test_config_argument_names_unknown_words():
+    from experiments.configs import toy2d as toy2d_config
+
+    config = toy2d_config.get_config("moons,from=8gaussians,smoke")
+    assert (config.data.name, config.base.name) == ("moons", "8gaussians")
+    with pytest.raises(ValueError, match=r"unknown config argument\(s\) \['chekerboard'\]"):
+        toy2d_config.get_config("chekerboard")
+    with pytest.raises(ValueError, match=r"\['form='\]"):
+        toy2d_config.get_config("moons,form=8gaussians")
+    with pytest.raises(ValueError, match="one target data set"):
+        toy2d_config.get_config("moons,rings")

@@ -132,6 +132,7 @@ def test_as_field_and_its_jvp_are_finite(unet):
     assert np.all(np.isfinite(jvp)) and np.any(jvp != 0)
 
 
+@pytest.mark.slow
 def test_bfloat16_compute_returns_input_dtype(unet):
     _, params, apply = unet
     params = _perturbed(params)

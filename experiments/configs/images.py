@@ -106,15 +106,17 @@ FOLDER_DEFAULT_SIZE = 32
 
 
 def _parse(arg: str):
-    parts = [p for p in (arg or "").split(",") if p]
-    name = next((p for p in parts if p in SETTINGS or p == FOLDER), None)
-    if name is None:
+    """(name, smoke, data_dir); unknown words and options are named."""
+    words, options = parse_config_arg(
+        arg, words=(*SETTINGS, FOLDER, "smoke", "conditional"), options=("dir", "size")
+    )
+    names = [w for w in words if w in SETTINGS or w == FOLDER]
+    if len(names) != 1:
         raise ValueError(
             f"images config needs one of {sorted(SETTINGS) + [FOLDER]} in its argument; "
             f"got {arg!r}."
         )
-    data_dir = next((p.split("=", 1)[1] for p in parts if p.startswith("dir=")), "")
-    return name, "smoke" in parts, data_dir
+    return names[0], "smoke" in words, options.get("dir", "")
 
 
 def _folder_size(arg: str, smoke: bool) -> int:

@@ -15,22 +15,19 @@ to reach the checkerboard's ln 32 floor within 0.2 nats in a few minutes on 2 CP
 import ml_collections
 
 from interflow_jax.data import toy2d
-from interflow_jax.training.config_io import make_conditional
+from interflow_jax.training.config_io import make_conditional, parse_config_arg
 
 
 def _parse(arg: str):
-    parts = [p for p in (arg or "").split(",") if p]
-    dataset, base, smoke, conditional = "checkerboard", None, False, False
-    for part in parts:
-        if part == "smoke":
-            smoke = True
-        elif part == "conditional":
-            conditional = True
-        elif part.startswith("from="):
-            base = part[len("from=") :]
-        else:
-            dataset = part
-    return dataset, base, smoke, conditional
+    """(dataset, base or None, smoke, conditional); unknown words are named."""
+    words, options = parse_config_arg(
+        arg, words=(*toy2d.DATASETS, "smoke", "conditional"), options=("from",)
+    )
+    datasets = [w for w in words if w in toy2d.DATASETS]
+    if len(datasets) > 1:
+        raise ValueError(f"toy2d config: one target data set, got {datasets} in {arg!r}.")
+    dataset = datasets[0] if datasets else "checkerboard"
+    return dataset, options.get("from"), "smoke" in words, "conditional" in words
 
 
 def get_config(arg: str = "checkerboard") -> ml_collections.ConfigDict:
@@ -57,8 +54,24 @@ def get_config(arg: str = "checkerboard") -> ml_collections.ConfigDict:
     config.time_sampler = ml_collections.ConfigDict(
         {"kind": "uniform", "alpha": 1.0, "beta": 1.0, "t_min": 0.0, "t_max": 1.0}
     )
+    # coupling: 'independent', 'ot_exact' (exact assignment within the batch) or
+    # 'ot_sinkhorn' (pairs drawn from the entropic plan; sinkhorn_epsilon is relative to
+    # the batch's mean squared distance). coupling_scope: 'global' (the whole batch) or
+    # 'per_device' (each device's shard); coupling_block_size b > 0 pairs within blocks of
+    # b (plans of b x b). See interflow_jax/couplings.py.
     config.loss = ml_collections.ConfigDict(
-        {"estimator": "plain", "num_times": 1, "num_base_samples": 0}
+        {
+            "estimator": "plain",
+            "num_times": 1,
+            "num_base_samples": 0,
+            "coupling": "independent",
+            "coupling_scope": "global",
+            "sinkhorn_epsilon": 0.05,
+            "sinkhorn_max_iterations": 200,
+            "sinkhorn_threshold": 1e-3,
+            "exact_solver": "pot",
+            "coupling_block_size": 0,
+        }
     )
     config.model = ml_collections.ConfigDict(
         {"hidden_sizes": (256, 256, 256), "activation": "silu", "time_embedding_dim": 32}

@@ -76,7 +76,7 @@ def build_multi_step(config, problem, field, mesh):
     data is None (drawn in the graph) or the host-read stack of a finite data set (with
     its labels for a conditional model)."""
     training = config.training
-    loss_fn = setup.build_loss(config, field, problem.base)
+    loss_fn = setup.build_loss(config, field, problem.base, mesh)
     step = make_train_step(loss_fn, setup.build_optimizer(config), training.ema_decay)
     conditional = setup.num_classes(config) > 0
 

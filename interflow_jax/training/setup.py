@@ -14,6 +14,7 @@ import numpy as np
 import optax
 
 from interflow_jax import (
+    couplings,
     densities,
     diffusion,
     flows,
@@ -28,6 +29,7 @@ from interflow_jax.data import images, mixtures, tabular, toy2d
 from interflow_jax.data.image_folder import LabelledImages
 from interflow_jax.models import UNet, VelocityMLP, as_conditional_field, init_params
 from interflow_jax.training import optimizer as optimizer_lib
+from interflow_jax.training import sharding
 from interflow_jax.training.state import create_train_state
 
 LEARNABLE = "learnable"
@@ -301,7 +303,52 @@ def build_interpolant(config):
     return interpolants.get_interpolant(config.interpolant), None
 
 
-def build_loss(config, field, base):
+COUPLING_SCOPES = ("global", "per_device")
+
+
+def build_coupling(config) -> couplings.Coupling:
+    """config.loss.coupling and its settings (absent in older configs: independent)."""
+    loss = config.loss
+    return couplings.Coupling(
+        kind=loss.get("coupling", "independent"),
+        epsilon=loss.get("sinkhorn_epsilon", 0.05),
+        max_iterations=loss.get("sinkhorn_max_iterations", 200),
+        threshold=loss.get("sinkhorn_threshold", 1e-3),
+        exact_solver=loss.get("exact_solver", "pot"),
+        block_size=loss.get("coupling_block_size", 0),
+    )
+
+
+def build_pairing(config, base, mesh=None):
+    """`pair(key, x0, x1, labels) -> x0'` of config.loss.coupling, or None (independent).
+
+    loss.coupling_scope 'global' pairs the whole batch (under data parallelism the cost
+    matrix gathers every device's shard); 'per_device' pairs each device's shard alone
+    (no communication, plans over batch / devices pairs).
+    """
+    coupling = build_coupling(config)
+    if coupling.is_independent:
+        return None
+    if base is not None and base.sample is None:
+        raise ValueError(
+            f"coupling {coupling.kind!r} pairs base samples with data, but the base "
+            f"{base.name!r} is known only by its density and cannot be sampled."
+        )
+    scope = config.loss.get("coupling_scope", "global")
+    if scope not in COUPLING_SCOPES:
+        raise ValueError(f"loss.coupling_scope must be one of {COUPLING_SCOPES}; got {scope!r}.")
+    devices = 1 if mesh is None else mesh.size
+    couplings.check_batch_size(coupling, config.training.batch_size // devices)
+    if scope == "per_device" and mesh is not None:
+        return couplings.per_device(coupling, mesh, sharding.DATA_AXIS)
+
+    def pair(key, x0, x1, labels=None):
+        return couplings.couple(coupling, key, x0, x1, labels)
+
+    return pair
+
+
+def build_loss(config, field, base, mesh=None):
     """loss_fn(params, batch, key) over params {'velocity', 'interpolant'?, 'base'?}.
 
     A learnable Gaussian base (params['base']) is sampled by reparameterisation, so the
@@ -314,6 +361,7 @@ def build_loss(config, field, base):
     num_base_samples = config.loss.num_base_samples or None
     num_times = check_positive_int(config.loss.num_times, "loss.num_times")
     training_field = build_training_field(config)
+    pair = build_pairing(config, base, mesh)
 
     def make_core(velocity_field):
         return losses.make_velocity_loss(
@@ -326,6 +374,7 @@ def build_loss(config, field, base):
             num_base_samples=num_base_samples,
             num_classes=num_classes(config),
             p_uncond=check_p_uncond(config.loss.get("p_uncond", 0.1)),
+            pair=pair,
         )
 
     core = make_core(field)
@@ -359,6 +408,12 @@ def build_sde_sampler(config, field):
     """`sample(params, x0, key, interpolant_params=None) -> X_{t_end}` of the SDE
     dX = [v + eps s] dt + sqrt(2 eps) dW (PAPER section 6) set by config.eval.sde."""
     spec = config.eval.sde
+    if not build_coupling(config).is_independent:
+        raise ValueError(
+            f"The SDE sampler's score comes from the velocity through Gaussian x0 independent "
+            f"of x1 (PAPER section 6); loss.coupling={config.loss.coupling!r} pairs them, so "
+            "that identity does not hold. Sample with the ODE for coupled models."
+        )
     schedules = {"constant": diffusion.constant_eps, "vanishing": diffusion.vanishing_eps}
     if spec.eps_schedule not in schedules:
         raise ValueError(
