@@ -10,7 +10,9 @@ x_t = (1 - t) x0 + t x1, t ~ U[0, 1), Adam. Ours: `make_train_step` in a `lax.sc
 - independent pairs;
 - ot_exact over the whole batch (POT's network simplex on the host, `pure_callback`);
 - ot_sinkhorn over the whole batch (ott-jax, epsilon 0.05 of the mean cost);
-- both again within blocks of --block_size (plans of block x block, batched).
+- both again within blocks of --block_size (plans of block x block, batched), the exact
+  plan with each host solver of --block_solvers (POT's network simplex, scipy's
+  `linear_sum_assignment`).
 
 torchcfm 1.0.7: `ConditionalFlowMatcher(sigma=0)` (independent pairs) and
 `ExactOptimalTransportConditionalFlowMatcher(sigma=0)` (OT-CFM: POT's `ot.emd` on the host
@@ -44,6 +46,9 @@ def parse_args(argv):
     parser.add_argument("--width", type=int, default=256)
     parser.add_argument("--block_size", type=int, default=256)
     parser.add_argument("--epsilon", type=float, default=0.05)
+    parser.add_argument(
+        "--block_solvers", default="pot,scipy", help="exact solvers timed within blocks"
+    )
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--rep_seconds", type=float, default=3.0)
     parser.add_argument("--scan_steps", type=int, default=10)
@@ -52,6 +57,7 @@ def parse_args(argv):
     parser.add_argument("--omp_wait_policy", default="PASSIVE")
     args = parser.parse_args(argv)
     args.batch_sizes = [int(b) for b in args.batch_sizes.split(",")]
+    args.block_solvers = args.block_solvers.split(",")
     if args.smoke:
         args.batch_sizes, args.width, args.block_size = [32], 16, 16
         args.reps, args.rep_seconds, args.scan_steps = 1, 0.05, 2
@@ -68,9 +74,10 @@ def our_couplings(args, batch_size: int) -> dict[str, couplings.Coupling]:
     }
     if args.block_size < batch_size:
         block = f"blocks of {args.block_size}"
-        variants[f"ours ot_exact ({block})"] = couplings.Coupling(
-            "ot_exact", block_size=args.block_size
-        )
+        for solver in args.block_solvers:
+            variants[f"ours ot_exact {solver} ({block})"] = couplings.Coupling(
+                "ot_exact", block_size=args.block_size, exact_solver=solver
+            )
         variants[f"ours ot_sinkhorn ({block})"] = couplings.Coupling(
             "ot_sinkhorn", epsilon=args.epsilon, block_size=args.block_size
         )

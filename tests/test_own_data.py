@@ -307,6 +307,17 @@ def test_own_data_config_arguments(tmp_path, monkeypatch):
         own_data_config.get_config("path=d.csv,lable=kind")
 
 
+def test_conditional_own_data_config_counts_the_label_classes(tmp_path):
+    rows = [[f"{v:.6g}", kind] for v, kind in zip(range(30), ["a", "b", "c"] * 10, strict=True)]
+    path = _write_csv(tmp_path / "d.csv", ["v", "kind"], rows)
+    config = own_data_config.get_config(f"path={path},label=kind,conditional,smoke")
+    assert config.model.num_classes == 3 and config.loss.p_uncond == 0.1
+    with pytest.raises(ValueError, match="needs the class column as label=COLUMN"):
+        own_data_config.get_config(f"path={path},conditional")
+    with pytest.raises(ValueError, match="label column 'kinds'"):
+        own_data_config.get_config(f"path={path},label=kinds,conditional")
+
+
 def test_folder_config_arguments(tmp_path):
     config = images_config.get_config(f"folder,dir={tmp_path},size=12")
     assert config.data.kind == "image_folder" and config.data.image_size == 12
@@ -447,6 +458,42 @@ def test_csv_train_evaluate_sample_binaries(tmp_path):
     assert (workdir / "samples_ode.csv").read_text().splitlines()[0] == "girth,ratio"
     np.testing.assert_allclose(table, samples, rtol=1e-12)
     assert samples.shape == (500, 2) and abs(np.median(samples[:, 0]) - 1000.0) < 100.0
+
+
+@pytest.mark.slow
+def test_conditional_csv_run_and_guided_samples_in_data_units(tmp_path):
+    """Two classes far apart in data units: guided samples of each class land near it."""
+    rng = np.random.default_rng(1)
+    kinds = rng.choice(["low", "high"], 600)
+    centre = np.where(kinds == "high", 500.0, -500.0)[:, None]
+    values = centre + rng.normal(size=(600, 2)) * [20.0, 0.5]
+    rows = [[f"{a:.8g}", k, f"{b:.8g}"] for (a, b), k in zip(values, kinds, strict=True)]
+    path = _write_csv(tmp_path / "two.csv", ["x", "kind", "y"], rows)
+    workdir = tmp_path / "run"
+    config = own_data_config.get_config(f"path={path},label=kind,conditional,smoke")
+    config.model.hidden_sizes = (64, 64)
+    config.training.update(
+        num_steps=1500, steps_per_call=50, log_every=50, checkpoint_every=1500, eval_every=1500
+    )
+    results = train_and_evaluate(config, str(workdir))
+    shift = results["standardization_log_scale"]  # both NLLs in data units
+    assert results["conditional_test_nll"] == pytest.approx(
+        results["conditional_test_nll_standardized"] + shift
+    )
+    assert results["conditional_test_nll"] < results["test_nll"] - math.log(2) / 2
+    output = tmp_path / "guided.npz"
+    _binary(
+        "sample",
+        f"--workdir={workdir}",
+        "--label=all",
+        "--guidance=1",
+        "--num_samples=50",
+        f"--output={output}",
+    )
+    saved = np.load(output)
+    np.testing.assert_array_equal(saved["labels"], np.repeat([0, 1], 50))  # high, low
+    medians = [np.median(saved["samples"][saved["labels"] == k, 0]) for k in (0, 1)]
+    assert medians[0] > 250.0 and medians[1] < -250.0, medians
 
 
 @pytest.mark.slow

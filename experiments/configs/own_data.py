@@ -1,6 +1,7 @@
 """Density estimation on your own data matrix: a .npy, .npz, .csv or .tsv file.
 
-Usage: --config=experiments/configs/own_data.py:path=FILE[,label=COLUMN][,key=NAME][,smoke]
+Usage: --config=experiments/configs/own_data.py:path=FILE[,label=COLUMN][,key=NAME]
+       [,conditional][,smoke]
 
   path=FILE     .npy (2-D, memory-mapped: read by row on the host, so a file larger than
                 memory trains), .npz (key=NAME, or the only array), .csv / .tsv with a
@@ -9,6 +10,9 @@ Usage: --config=experiments/configs/own_data.py:path=FILE[,label=COLUMN][,key=NA
                 one class per row), mapped to classes 0..K-1 (sorted) and left out of
                 the model's columns; the mapping is saved in <workdir>/data_record.json.
   key=NAME      the array of a .npz archive.
+  conditional   a class-conditional model of the label column with classifier-free
+                guidance (PAPER section 9; `config_io.make_conditional`): its K classes
+                are counted here, when the config is built (the file is read once).
   smoke         a seconds-long run.
 
 The rows are split by a seeded permutation (data.validation_fraction, data.test_fraction,
@@ -25,19 +29,43 @@ mixture benchmark): change them with --config.model.hidden_sizes, --config.train
 
 import os
 
-from interflow_jax.training.config_io import parse_config_arg, sibling_config
+from interflow_jax.training.config_io import make_conditional, parse_config_arg, sibling_config
+
+GUIDED_SAMPLES_PER_CLASS = 500  # guided samples of each class in the evaluation
 
 
 def _parse(arg: str):
-    words, options = parse_config_arg(arg, words=("smoke",), options=("path", "label", "key"))
+    words, options = parse_config_arg(
+        arg, words=("smoke", "conditional"), options=("path", "label", "key")
+    )
     if not options.get("path"):
         raise ValueError(f"the own_data config needs path=FILE in its argument; got {arg!r}.")
+    if "conditional" in words and not options.get("label"):
+        raise ValueError(
+            f"the own_data config's 'conditional' needs the class column as label=COLUMN; "
+            f"got {arg!r}."
+        )
     path = os.path.abspath(os.path.expanduser(options["path"]))
-    return path, options.get("label", ""), options.get("key", ""), "smoke" in words
+    return path, options.get("label", ""), options.get("key", ""), set(words)
+
+
+def _num_classes(path: str, label: str, key: str) -> int:
+    """K, the classes of the label column (the file is read and checked as for training)."""
+    from interflow_jax.data import own_data
+
+    return len(own_data.load_table(path, label, key).classes)
 
 
 def get_config(arg: str = ""):
-    path, label, key, smoke = _parse(arg)
+    path, label, key, words = _parse(arg)
+    config = _unconditional(path, label, key, "smoke" in words)
+    if "conditional" in words:
+        per_class = 8 if "smoke" in words else GUIDED_SAMPLES_PER_CLASS
+        make_conditional(config, _num_classes(path, label, key), samples_per_class=per_class)
+    return config
+
+
+def _unconditional(path: str, label: str, key: str, smoke: bool):
     config = sibling_config(__file__, "toy2d", "checkerboard" + (",smoke" if smoke else ""))
     config.data = {
         "kind": "own_data",

@@ -209,7 +209,7 @@ def data_unit_metrics(problem: setup.Problem, results: dict) -> dict:
         return {}
     shift = info.scaling.log_scale
     out = {"standardization_log_scale": shift}
-    for name in ("test_nll", "hutchinson_nll"):
+    for name in ("test_nll", "hutchinson_nll", "conditional_test_nll"):
         if name in results:
             out[f"{name}_standardized"] = results[name]
             out[name] = results[name] + shift
