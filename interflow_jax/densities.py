@@ -13,6 +13,8 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import jax.scipy.linalg
+import numpy as np
 
 from interflow_jax.checks import check_batch
 
@@ -61,6 +63,51 @@ def diagonal_gaussian(mean: jax.Array, scale: jax.Array) -> Density:
         return -0.5 * _sum_event(((x - mean) / scale) ** 2, ndim) - log_norm
 
     return Density("diagonal_gaussian", event_shape, sample, log_prob)
+
+
+def full_gaussian(mean: jax.Array, covariance: jax.Array) -> Density:
+    """N(mean, covariance) on R^d with a full covariance (d, d), symmetric positive definite.
+
+    With covariance = L L^T (Cholesky): x = mean + L z, z ~ N(0, I), and
+    log p(x) = -|L^{-1} (x - mean)|^2 / 2 - sum_i log L_ii - (d/2) log(2 pi).
+    The Gaussian base of PAPER section 5, here fitted to the data (`fit_gaussian`).
+    """
+    mean, covariance = jnp.asarray(mean), jnp.asarray(covariance)
+    d = mean.shape[0]
+    if mean.ndim != 1 or covariance.shape != (d, d):
+        raise ValueError(
+            f"full_gaussian needs mean (d,) and covariance (d, d); got {mean.shape}, "
+            f"{covariance.shape}."
+        )
+    chol = jnp.linalg.cholesky(covariance)
+    if not bool(jnp.all(jnp.isfinite(chol))):
+        raise ValueError("full_gaussian: the covariance is not positive definite.")
+    log_norm = jnp.sum(jnp.log(jnp.diagonal(chol))) + 0.5 * d * math.log(2 * math.pi)
+
+    def sample(key, n):
+        return mean + jax.random.normal(key, (n, d), mean.dtype) @ chol.T
+
+    def log_prob(x):
+        check_batch(x, (d,))
+        z = jax.scipy.linalg.solve_triangular(chol, (x - mean).T, lower=True)
+        return -0.5 * jnp.sum(z**2, axis=0) - log_norm
+
+    return Density("full_gaussian", (d,), sample, log_prob)
+
+
+def fit_gaussian(x) -> tuple[np.ndarray, np.ndarray]:
+    """(mean (d,), covariance (d, d)) of samples x (n, d), in float64 on the host; the
+    covariance is the unbiased one (n - 1), with 1e-6 of its mean variance added to the
+    diagonal so that it stays positive definite."""
+    x = np.asarray(x, np.float64)
+    if x.ndim != 2 or x.shape[0] < x.shape[1] + 1:
+        raise ValueError(
+            f"fit_gaussian needs samples (n, d) with n > d; got an array of shape {x.shape}."
+        )
+    mean = x.mean(axis=0)
+    covariance = np.cov(x, rowvar=False).reshape(x.shape[1], x.shape[1])
+    covariance += 1e-6 * np.mean(np.diag(covariance)) * np.eye(x.shape[1])
+    return mean, covariance
 
 
 def from_sampler(sample: Callable, event_shape: tuple[int, ...], name: str = "data") -> Density:

@@ -91,7 +91,38 @@ def build_problem(config) -> Problem:
     builders.update(own_data=_own_files_problem, image_folder=_own_files_problem)
     if kind not in builders:
         raise ValueError(f"config.data.kind must be one of {sorted(builders)}; got {kind!r}.")
-    return builders[kind](config)
+    problem = builders[kind](config)
+    if config.base.kind == FITTED_GAUSSIAN:
+        problem = problem._replace(base=fitted_gaussian_base(config, problem))
+    return problem
+
+
+FITTED_GAUSSIAN = "fitted_gaussian"
+FIT_KEY_OFFSET = 3 * 10**6  # fresh draws for the fit: disjoint from training and held out
+
+
+def fitted_gaussian_base(config, problem: Problem) -> densities.Density:
+    """N(m, S) with m, S the mean and covariance of the training data (PAPER section 5's
+    Gaussian base, fitted instead of learned): the first base.num_fit_samples rows of a
+    finite training split, or as many fresh draws from fold_in(seed_key, FIT_KEY_OFFSET).
+    Deterministic given the config, so evaluation rebuilds the same base. The flow then
+    only carries N(m, S) to the data; log-likelihoods stay exact."""
+    if len(problem.event_shape) != 1:
+        raise ValueError(
+            f"base.kind='{FITTED_GAUSSIAN}' needs vector data (d,); the data "
+            f"{problem.name!r} have events of shape {problem.event_shape}."
+        )
+    n = check_positive_int(config.base.get("num_fit_samples", 100_000), "base.num_fit_samples")
+    key = jax.random.fold_in(seed_key(config), FIT_KEY_OFFSET)
+    if problem.finite is not None:
+        x = problem.finite.preprocess(jnp.asarray(problem.finite.train[:n]), key)
+    elif problem.sample_data is not None:
+        x = problem.sample_data(key, n)
+    else:
+        raise ValueError(
+            f"base.kind='{FITTED_GAUSSIAN}' needs data to fit; {problem.name!r} has none."
+        )
+    return densities.full_gaussian(*densities.fit_gaussian(x))
 
 
 def _own_files_problem(config) -> Problem:
@@ -202,7 +233,12 @@ def build_base(config, event_shape) -> densities.Density:
     if kind == "toy2d":
         source = toy2d.get_dataset(config.base.name)
         return densities.from_sampler(source.sample, event_shape, name=source.name)
-    raise ValueError(f"config.base.kind must be 'standard_gaussian' or 'toy2d'; got {kind!r}.")
+    if kind == FITTED_GAUSSIAN:  # replaced by the fit in build_problem, once data exist
+        return densities.standard_gaussian(event_shape)
+    raise ValueError(
+        f"config.base.kind must be 'standard_gaussian', 'toy2d' or '{FITTED_GAUSSIAN}'; "
+        f"got {kind!r}."
+    )
 
 
 def build_model(config):
@@ -413,6 +449,11 @@ def build_sde_sampler(config, field):
             f"The SDE sampler's score comes from the velocity through Gaussian x0 independent "
             f"of x1 (PAPER section 6); loss.coupling={config.loss.coupling!r} pairs them, so "
             "that identity does not hold. Sample with the ODE for coupled models."
+        )
+    if config.base.kind != "standard_gaussian":
+        raise ValueError(
+            f"The SDE sampler's score comes from the velocity through x0 ~ N(0, I) (PAPER "
+            f"section 6); base.kind={config.base.kind!r} is another base. Sample with the ODE."
         )
     schedules = {"constant": diffusion.constant_eps, "vanishing": diffusion.vanishing_eps}
     if spec.eps_schedule not in schedules:
