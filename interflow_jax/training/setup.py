@@ -27,7 +27,13 @@ from interflow_jax.checks import check_positive_int
 from interflow_jax.conditional import check_p_uncond
 from interflow_jax.data import images, mixtures, tabular, toy2d
 from interflow_jax.data.image_folder import LabelledImages
-from interflow_jax.models import UNet, VelocityMLP, as_conditional_field, init_params
+from interflow_jax.models import (
+    ResidualVelocityMLP,
+    UNet,
+    VelocityMLP,
+    as_conditional_field,
+    init_params,
+)
 from interflow_jax.training import optimizer as optimizer_lib
 from interflow_jax.training import sharding
 from interflow_jax.training.state import create_train_state
@@ -244,7 +250,8 @@ def build_base(config, event_shape) -> densities.Density:
 def build_model(config):
     """(flax module, field(t, x, params)) with the network's weights at params['velocity'].
 
-    config.model.kind 'mlp' (VelocityMLP of model.hidden_sizes) or 'unet' (UNet of the
+    config.model.kind 'mlp' (VelocityMLP of model.hidden_sizes), 'resmlp'
+    (ResidualVelocityMLP of the keyword arguments in model.resmlp) or 'unet' (UNet of the
     keyword arguments in model.unet). With model.num_classes = K > 0 the field is
     class-conditional: labels in params['labels'], the null label without them
     (`models.as_conditional_field`).
@@ -297,8 +304,10 @@ def build_module(model):
     classes = model.get("num_classes", 0)
     if kind == "unet":
         return UNet(**model.unet.to_dict(), num_classes=classes)
+    if kind == "resmlp":
+        return ResidualVelocityMLP(**model.resmlp.to_dict(), num_classes=classes)
     if kind != "mlp":
-        raise ValueError(f"config.model.kind must be 'mlp' or 'unet'; got {kind!r}.")
+        raise ValueError(f"config.model.kind must be 'mlp', 'resmlp' or 'unet'; got {kind!r}.")
     if not model.hidden_sizes or any(int(w) < 1 for w in model.hidden_sizes):
         raise ValueError(f"model.hidden_sizes must be positive widths; got {model.hidden_sizes}.")
     return VelocityMLP(
