@@ -18,6 +18,8 @@ JAX_ONLY = {
     "likelihood_vs_dimension": "points_per_second.png",
     "quadratic_vs_max_likelihood": "nll_vs_time.png",
     "density_vs_spline_flow": "quality_vs_wallclock.png",  # flowjax: in the dev extra
+    "mixture_ablation": "gaps.png",
+    "quality_vs_nfe": "quality_vs_nfe.png",
 }
 WITH_TORCH = {
     "train_step_vs_torchcfm": "steps_per_second.png",

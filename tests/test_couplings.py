@@ -34,7 +34,7 @@ def _total_cost(x0, x1, sigma):
 def test_exact_assignment_is_the_best_of_all_permutations():
     x0, x1 = _clouds(7, d=3, seed=3)
     best = min(_total_cost(x0, x1, p) for p in itertools.permutations(range(7)))
-    for solver in ("pot", "scipy"):  # optax's Hungarian: against scipy below (slow tier)
+    for solver in ("auto", "pot", "scipy"):  # optax's Hungarian: against scipy (slow tier)
         sigma = jax.jit(
             lambda a, b, s=solver: couplings.partners(
                 couplings.Coupling("ot_exact", exact_solver=s), None, a, b
@@ -52,6 +52,20 @@ def test_exact_plan_equals_scipy_on_the_same_costs(solver):
     _, columns = linear_sum_assignment(np.asarray(couplings.squared_distances(x1, x0), float))
     np.testing.assert_array_equal(np.asarray(sigma), columns)
     assert _total_cost(x0, x1, sigma) < _total_cost(x0, x1, np.arange(128))
+
+
+def test_auto_solver_takes_scipy_for_small_plans_and_pot_for_large(monkeypatch):
+    used = []
+    for name in ("_pot_assignment", "_scipy_assignment"):
+        original = getattr(couplings, name)
+        monkeypatch.setattr(couplings, name, lambda c, n=name, f=original: used.append(n) or f(c))
+    for n in (couplings.AUTO_SCIPY_MAX_SIZE, couplings.AUTO_SCIPY_MAX_SIZE + 2):
+        used.clear()
+        cost = couplings.squared_distances(*_clouds(n, seed=n))
+        sigma = couplings.exact_assignment(cost, "auto")
+        assert sorted(np.asarray(sigma).tolist()) == list(range(n))
+        expected = "_scipy_assignment" if n <= couplings.AUTO_SCIPY_MAX_SIZE else "_pot_assignment"
+        assert set(used) == {expected}, (n, used)
 
 
 def test_pairs_stay_within_a_class():

@@ -69,7 +69,7 @@ def get_config(arg: str = "checkerboard") -> ml_collections.ConfigDict:
             "sinkhorn_epsilon": 0.05,
             "sinkhorn_max_iterations": 200,
             "sinkhorn_threshold": 1e-3,
-            "exact_solver": "pot",
+            "exact_solver": "auto",
             "coupling_block_size": 0,
         }
     )

@@ -359,7 +359,7 @@ def build_coupling(config) -> couplings.Coupling:
         epsilon=loss.get("sinkhorn_epsilon", 0.05),
         max_iterations=loss.get("sinkhorn_max_iterations", 200),
         threshold=loss.get("sinkhorn_threshold", 1e-3),
-        exact_solver=loss.get("exact_solver", "pot"),
+        exact_solver=loss.get("exact_solver", "auto"),
         block_size=loss.get("coupling_block_size", 0),
     )
 
