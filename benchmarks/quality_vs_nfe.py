@@ -185,7 +185,9 @@ def run_one(problem: str, path: str, args) -> dict:
     train_seconds = time.perf_counter() - start
     problem_obj = setup.build_problem(config)
     _, field = setup.build_model(config)
-    params, _, _ = evaluation.restore_params(config, workdir, use_ema=True)
+    params, _, _ = evaluation.restore_params(
+        config, workdir, use_ema=True, event_shape=problem_obj.event_shape
+    )
     interpolant, _ = setup.build_interpolant(config)
     key = setup.held_out_key(config, 4)
     x1 = problem_obj.sample_data(jax.random.fold_in(key, 1), args.sample_points)
