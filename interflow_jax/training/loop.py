@@ -19,6 +19,7 @@ from tqdm.auto import tqdm
 
 from interflow_jax.training import (
     checkpoint,
+    cpu_prng,
     evaluation,
     figures,
     host_input,
@@ -195,6 +196,8 @@ def train_and_evaluate(config, workdir: str) -> dict:
     """Train per `config`, checkpointing into `workdir`, then evaluate; returns metrics."""
     training = config.training
     check_schedule(training)
+    if training.get("unrolled_threefry", True):
+        cpu_prng.use_unrolled_threefry()  # the same bits, a faster small-model step on CPU
     quiet_checkpoint_logs()
     mesh = sharding.make_mesh()
     sharding.check_divisible(training.batch_size, mesh, "training.batch_size")
