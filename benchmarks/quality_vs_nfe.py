@@ -263,10 +263,10 @@ def plot(results, references, outdir: str) -> None:
             dopri = next(q for q in r["quality"] if q["sampler"] == "dopri5")
             ax.plot([dopri["nfe"]], [dopri["energy"]], "*", ms=12, color=line.get_color())
         floor = next(r["energy"] for r in references if r["problem"] == problem)
-        ax.axhline(floor, color="gray", ls="--", label="held-out data (floor)")
-        # the unbiased estimate scatters around 0 near the floor: linear within a few times
-        # the floor's size, logarithmic above
-        ax.set_yscale("symlog", linthresh=max(1e-3, 5 * abs(floor)))
+        # the unbiased estimate scatters around 0: the band is +-|held-out data's value|,
+        # the metric's noise at this sample size
+        ax.axhspan(-abs(floor), abs(floor), color="gray", alpha=0.2, label="held-out data (noise)")
+        ax.set_yscale("symlog", linthresh=1e-3)  # linear within +-1e-3, logarithmic beyond
         ax.set(xscale="log", xlabel="NFE", ylabel="energy distance (U-statistic)")
         ax.set_title(f"{problem}: best fixed-step solver (stars: dopri5)")
         ax.legend(fontsize=7)
