@@ -109,6 +109,11 @@ def markdown_table(columns: Sequence[str], rows: Sequence[Sequence]) -> list[str
     return lines
 
 
+def write_table_report(outdir: str, lines: Sequence[str], columns, rows) -> str:
+    """`lines`, a blank line and the markdown table of rows, written as outdir/results.md."""
+    return write_report(outdir, [*lines, "", *markdown_table(columns, rows)])
+
+
 def write_report(outdir: str, lines: Sequence[str], filename: str = "results.md") -> str:
     """Write `lines` to outdir/filename, print them, and return the path."""
     os.makedirs(outdir, exist_ok=True)

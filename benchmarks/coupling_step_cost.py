@@ -191,8 +191,7 @@ def main(argv=None):
         rows += rows_for(batch_size, results[batch_size])
     columns = ["batch", "variant", "steps/s", "/ ours independent", "range"]
     columns += ["/ torchcfm OT-CFM", "range"]
-    lines += [""] + bench_common.markdown_table(columns, rows)
-    bench_common.write_report(args.outdir, lines)
+    bench_common.write_table_report(args.outdir, lines, columns, rows)
     plot(results, args.outdir)
     return results
 

@@ -354,8 +354,7 @@ def main(argv=None):
             )
     columns = ["case", "model", "gap (nats) or bits/dim", "train s", "steps"]
     columns += ["eval s / 1000 pts", "NFE"]
-    lines += [""] + bench_common.markdown_table(columns, rows)
-    bench_common.write_report(args.outdir, lines)
+    bench_common.write_table_report(args.outdir, lines, columns, rows)
     plot(results, args.outdir)
     return results
 

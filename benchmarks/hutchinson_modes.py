@@ -126,8 +126,7 @@ def main(argv=None):
         speedup = seconds["reverse"] / seconds["forward"]
         rows.append([name, seconds["forward"], seconds["reverse"], speedup, difference])
     columns = ["field", "forward s", "reverse s", "reverse / forward", "max |difference|"]
-    lines += [""] + bench_common.markdown_table(columns, rows)
-    bench_common.write_report(args.outdir, lines)
+    bench_common.write_table_report(args.outdir, lines, columns, rows)
     plot(rows, args)
     return rows
 

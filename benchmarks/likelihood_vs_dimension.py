@@ -123,8 +123,7 @@ def main(argv=None):
         for d in args.dims
     ]
     columns = ["d", "exact points/s", "Hutchinson points/s", "Hutchinson / exact"]
-    lines += [""] + bench_common.markdown_table(columns, rows)
-    bench_common.write_report(args.outdir, lines)
+    bench_common.write_table_report(args.outdir, lines, columns, rows)
     plot(rates, args)
     return rates
 

@@ -242,8 +242,7 @@ def main(argv=None):
         rows += rows_for(width, results[width])
     columns = ["W", "ours", "steps/s", "of peak", "torch variant", "steps/s"]
     columns += ["of peak", "ratio ours/torch", "ratio range"]
-    lines += [""] + bench_common.markdown_table(columns, rows)
-    bench_common.write_report(args.outdir, lines)
+    bench_common.write_table_report(args.outdir, lines, columns, rows)
     plot(results, args.outdir)
     return results
 

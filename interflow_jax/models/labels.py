@@ -69,3 +69,12 @@ class LabelEmbedding(nn.Module):
             self.num_classes + 1, self.dim, dtype=self.dtype, param_dtype=self.param_dtype
         )
         return embed(y)
+
+
+def embedded_labels(y, batch: int, num_classes: int, dim: int, dtype, param_dtype):
+    """E[y] (batch, dim) from a LabelEmbedding named 'labels' of the calling module (call
+    inside its compact __call__), or None for an unconditional network (K = 0)."""
+    labels = label_indices(y, batch, check_num_classes(num_classes))
+    if labels is None:
+        return None
+    return LabelEmbedding(num_classes, dim, dtype, param_dtype, name="labels")(labels)

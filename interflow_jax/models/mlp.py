@@ -12,7 +12,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from interflow_jax.models.labels import LabelEmbedding, check_num_classes, label_indices
+from interflow_jax.models.labels import embedded_labels
 
 ACTIVATIONS = {
     "silu": nn.silu,
@@ -68,13 +68,11 @@ class VelocityMLP(nn.Module):
         act = get_activation(self.activation)
         flat = x.reshape(x.shape[0], -1)
         features = [flat, sinusoidal_embedding(t, self.time_embedding_dim)]
-        num_classes = check_num_classes(self.num_classes)
-        labels = label_indices(y, x.shape[0], num_classes)
-        if labels is not None:
-            table = LabelEmbedding(
-                num_classes, self.label_embedding_dim, flat.dtype, self.param_dtype, name="labels"
-            )
-            features.append(table(labels))
+        label_features = embedded_labels(
+            y, x.shape[0], self.num_classes, self.label_embedding_dim, flat.dtype, self.param_dtype
+        )
+        if label_features is not None:
+            features.append(label_features)
         h = jnp.concatenate(features, axis=-1)
         for width in self.hidden_sizes:
             h = act(nn.Dense(width, param_dtype=self.param_dtype)(h))
@@ -111,14 +109,12 @@ class ResidualVelocityMLP(nn.Module):
         dense = partial(nn.Dense, param_dtype=self.param_dtype)
         flat = x.reshape(x.shape[0], -1)
         inputs, time_features = [flat], sinusoidal_embedding(t, self.time_embedding_dim)
-        num_classes = check_num_classes(self.num_classes)
-        labels = label_indices(y, x.shape[0], num_classes)
-        if labels is not None:
-            table = LabelEmbedding(
-                num_classes, self.label_embedding_dim, flat.dtype, self.param_dtype, name="labels"
-            )
-            inputs.append(table(labels))
-            time_features = jnp.concatenate([time_features, table(labels)], axis=-1)
+        label_features = embedded_labels(
+            y, x.shape[0], self.num_classes, self.label_embedding_dim, flat.dtype, self.param_dtype
+        )
+        if label_features is not None:
+            inputs.append(label_features)
+            time_features = jnp.concatenate([time_features, label_features], axis=-1)
         condition = act(dense(self.width)(time_features))
         h = dense(self.width)(jnp.concatenate(inputs, axis=-1))
         for _ in range(self.num_blocks):
