@@ -250,22 +250,19 @@ def per_device(coupling: Coupling, mesh, axis: str):
     over n / D pairs on each of D devices, each with its own key."""
     from jax.sharding import PartitionSpec as P
 
-    def local(key, x0, x1, labels):
+    def local(key, x0, x1, labels=None):
         key = jax.random.fold_in(key, jax.lax.axis_index(axis))
         return couple(coupling, key, x0, x1, labels)
 
     def apply(key, x0, x1, labels=None):
-        if labels is None:
-            mapped = jax.shard_map(
-                lambda k, a, b: local(k, a, b, None),
-                mesh=mesh,
-                in_specs=(P(), P(axis), P(axis)),
-                out_specs=P(axis),
-            )
-            return mapped(key, x0, x1)
+        arrays = (x0, x1) if labels is None else (x0, x1, labels)
         mapped = jax.shard_map(
-            local, mesh=mesh, in_specs=(P(), P(axis), P(axis), P(axis)), out_specs=P(axis)
+            local,
+            mesh=mesh,
+            in_specs=(P(),) + (P(axis),) * len(arrays),
+            out_specs=P(axis),
+            check_vma=False,  # ott-jax's Sinkhorn loop mixes per-device and replicated values
         )
-        return mapped(key, x0, x1, labels)
+        return mapped(key, *arrays)
 
     return apply

@@ -20,6 +20,7 @@ JAX_ONLY = {
     "density_vs_spline_flow": "quality_vs_wallclock.png",  # flowjax: in the dev extra
     "mixture_ablation": "gaps.png",
     "quality_vs_nfe": "quality_vs_nfe.png",
+    "coupling_scope_cost": "ratio_vs_devices.png",
 }
 WITH_TORCH = {
     "train_step_vs_torchcfm": "steps_per_second.png",

@@ -270,6 +270,24 @@ def test_per_device_pairing_couples_each_shard_alone():
         np.testing.assert_array_equal(paired[rows], np.asarray(expected))
 
 
+@pytest.mark.parametrize("with_labels", [False, True])
+def test_per_device_sinkhorn_draws_partners_within_each_shard(with_labels):
+    """ott-jax's Sinkhorn inside shard_map (and with labels): every shard's partners are
+    that shard's own base points, and labelled pairs stay within their class."""
+    mesh = sharding.make_mesh()
+    x0, x1 = _clouds(8 * 16, seed=31)
+    labels = jnp.tile(jnp.arange(2), 8 * 8) if with_labels else None
+    apply = jax.jit(couplings.per_device(SINKHORN, mesh, sharding.DATA_AXIS))
+    paired = np.asarray(apply(jax.random.key(2), x0, x1, labels))
+    base = np.asarray(x0)
+    for shard in range(8):
+        rows = np.arange(16 * shard, 16 * (shard + 1))
+        source = [np.flatnonzero((base == row).all(1)) for row in paired[rows]]
+        assert all(len(s) == 1 and s[0] in rows for s in source)
+        if with_labels:
+            assert all(labels[s[0]] == labels[r] for s, r in zip(source, rows, strict=True))
+
+
 def test_blocks_are_paired_alone():
     x0, x1 = _clouds(64, seed=29)
     blocked = couplings.Coupling("ot_exact", block_size=16)
