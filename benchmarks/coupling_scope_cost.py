@@ -12,6 +12,11 @@ ot_exact, ot_sinkhorn) and each loss.coupling_scope:
 - per_device: `couplings.per_device`, a plan over n / D pairs on each device, no
   communication (D plans of (n / D)^2).
 
+The exact plan uses --exact_solver, by default 'jax' (optax's Hungarian algorithm in the
+graph): with several forced CPU devices, the host solvers (scipy, POT through
+`pure_callback`) stopped at XLA's 40 s collective rendezvous timeout for plans of 256
+pairs and more (128 ran), so they are timed only where they run (--exact_solver=auto).
+
 Each variant is timed --reps times in turn (~--rep_seconds each; calls calibrated once
 after warm-up). Reported: median steps/s and its ratio to independent pairs at the same
 D. The forced devices share this machine's cores, so compare ratios within a D, not
@@ -47,6 +52,9 @@ def parse_args(argv):
     parser.add_argument("--batch_size", type=int, default=1024)
     parser.add_argument("--width", type=int, default=256)
     parser.add_argument("--steps_per_call", type=int, default=10)
+    parser.add_argument(
+        "--exact_solver", default="jax", help="loss.exact_solver of ot_exact (see README)"
+    )
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--rep_seconds", type=float, default=2.0)
     parser.add_argument("--child", type=int, default=0, help=argparse.SUPPRESS)
@@ -65,7 +73,7 @@ def variant_config(args, coupling: str, scope: str):
     config.interpolant = "linear"
     config.model.hidden_sizes = (args.width,) * 3
     config.training.update(batch_size=args.batch_size, steps_per_call=args.steps_per_call)
-    config.loss.update(coupling=coupling, coupling_scope=scope)
+    config.loss.update(coupling=coupling, coupling_scope=scope, exact_solver=args.exact_solver)
     return config
 
 
@@ -116,7 +124,8 @@ def run_child(args, devices: int) -> dict:
     env["XLA_FLAGS"] = f"{flags} --xla_force_host_platform_device_count={devices}".strip()
     env["JAX_PLATFORMS"] = "cpu"
     command = [sys.executable, os.path.abspath(__file__), f"--child={devices}"]
-    command += [f"--{k}={getattr(args, k)}" for k in ("batch_size", "width", "steps_per_call")]
+    names = ("batch_size", "width", "steps_per_call", "exact_solver")
+    command += [f"--{k}={getattr(args, k)}" for k in names]
     command += [f"--reps={args.reps}", f"--rep_seconds={args.rep_seconds}"]
     result = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
     if result.returncode != 0:
@@ -158,7 +167,8 @@ def main(argv=None):
         f"- checkerboard, linear interpolant, MLP 3 x {args.width}, batch {args.batch_size} "
         f"split over D forced host devices (sharing {os.cpu_count()} cores), "
         f"{args.steps_per_call} steps per jitted call, {args.reps} repetitions alternated "
-        f"(~{args.rep_seconds} s each); ot_exact solver 'auto', Sinkhorn epsilon 0.05"
+        f"(~{args.rep_seconds} s each); ot_exact solver {args.exact_solver!r}, Sinkhorn "
+        "epsilon 0.05"
     )
     rows = []
     for devices in args.devices:

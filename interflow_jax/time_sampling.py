@@ -2,7 +2,9 @@
 
 Any positive weighting of the time integral in G leaves its minimiser unchanged, so t
 may be drawn uniformly or from Beta(alpha, beta) (more weight near one end), and may be
-kept inside [t_min, t_max] (e.g. away from a singular end).
+kept inside [t_min, t_max] (e.g. away from a singular end). Stratified times (one time
+in each of n equal cells of [0, 1) for a batch of n) keep the uniform law of each time
+and give the batch mean of the loss a smaller variance than n independent times.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import jax
 import jax.numpy as jnp
 
 TimeSampler = Callable[[jax.Array, int], jax.Array]
+TIME_SAMPLERS = ("uniform", "beta", "stratified")
 
 
 def make_time_sampler(
@@ -24,10 +27,13 @@ def make_time_sampler(
 ) -> TimeSampler:
     """Return `sample(key, n) -> (n,)` times t = t_min + (t_max - t_min) u.
 
-    u ~ U[0, 1) for kind='uniform' and u ~ Beta(alpha, beta) for kind='beta'.
+    u ~ U[0, 1) for kind='uniform', u ~ Beta(alpha, beta) for kind='beta', and for
+    kind='stratified' u_i = (i + U_i) / n, i = 0..n-1, U_i ~ U[0, 1) (each u_i uniform on
+    [0, 1), one in each cell [i/n, (i+1)/n)): an unbiased batch mean of any f(t) whose
+    variance falls as O(n^-3) for smooth f rather than O(n^-1).
     """
-    if kind not in ("uniform", "beta"):
-        raise ValueError(f"time sampler kind must be 'uniform' or 'beta'; got {kind!r}.")
+    if kind not in TIME_SAMPLERS:
+        raise ValueError(f"time sampler kind must be one of {TIME_SAMPLERS}; got {kind!r}.")
     if not 0.0 <= t_min < t_max <= 1.0:
         raise ValueError(f"need 0 <= t_min < t_max <= 1; got t_min={t_min}, t_max={t_max}.")
     if kind == "beta" and not (alpha > 0 and beta > 0):
@@ -36,6 +42,8 @@ def make_time_sampler(
     def sample(key: jax.Array, n: int) -> jax.Array:
         if kind == "uniform":
             u = jax.random.uniform(key, (n,))
+        elif kind == "stratified":
+            u = (jnp.arange(n) + jax.random.uniform(key, (n,))) / n
         else:
             u = jax.random.beta(key, alpha, beta, (n,))
         return t_min + (t_max - t_min) * u

@@ -51,6 +51,8 @@ def get_config(arg: str = "checkerboard") -> ml_collections.ConfigDict:
             "learn_base": False,
         }
     )
+    # time_sampler.kind: 'uniform', 'beta' (alpha, beta) or 'stratified' (one time per
+    # 1/batch cell of [t_min, t_max]; interflow_jax/time_sampling.py)
     config.time_sampler = ml_collections.ConfigDict(
         {"kind": "uniform", "alpha": 1.0, "beta": 1.0, "t_min": 0.0, "t_max": 1.0}
     )

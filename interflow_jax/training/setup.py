@@ -12,6 +12,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from absl import logging
 
 from interflow_jax import (
     couplings,
@@ -384,6 +385,15 @@ def build_pairing(config, base, mesh=None):
         raise ValueError(f"loss.coupling_scope must be one of {COUPLING_SCOPES}; got {scope!r}.")
     devices = 1 if mesh is None else mesh.size
     couplings.check_batch_size(coupling, config.training.batch_size // devices)
+    if devices > 1 and coupling.kind == "ot_exact" and coupling.exact_solver != "jax":
+        logging.warning(
+            "ot_exact with the host solver %r on %d devices: on CPU with several devices, "
+            "host-solved plans of 256 pairs and more inside the step have stopped at XLA's "
+            "collective rendezvous timeout; if the run stops there, set "
+            "loss.exact_solver='jax' (in the graph) or use ot_sinkhorn.",
+            coupling.exact_solver,
+            devices,
+        )
     if scope == "per_device" and mesh is not None:
         return couplings.per_device(coupling, mesh, sharding.DATA_AXIS)
 
