@@ -146,6 +146,30 @@ def timed(fn: Callable[[], object]) -> float:
     return time.perf_counter() - start
 
 
+def calibrated(call_and_steps, seconds: float):
+    """(run(), steps per run) with run() repeating `call` (one warm-up call first) for
+    about `seconds`; call_and_steps = (call, training steps per call)."""
+    call, steps = call_and_steps
+    call()
+    calls = max(1, round(seconds / timed(call)))
+
+    def run():
+        for _ in range(calls):
+            call()
+
+    return run, calls * steps
+
+
+def alternated_rates(runs: dict, reps: int) -> dict[str, list[float]]:
+    """Steps/s of each {name: (run, steps)} of `calibrated`, every variant timed once per
+    repetition in turn (so slow drifts of a shared machine fall on all of them alike)."""
+    rates = {name: [] for name in runs}
+    for _ in range(reps):
+        for name, (run, steps) in runs.items():
+            rates[name].append(steps / timed(run))
+    return rates
+
+
 def spread(values: Sequence[float]) -> tuple[float, float, float]:
     """(median, min, max)."""
     return statistics.median(values), min(values), max(values)

@@ -78,7 +78,7 @@ def variant_config(args, coupling: str, scope: str):
 
 
 def runner(config):
-    """A callable running one jitted call of training.steps_per_call steps, warmed up."""
+    """(call, steps per call): one jitted call of training.steps_per_call steps."""
     import jax
 
     from interflow_jax.training import loop, setup, sharding
@@ -87,15 +87,15 @@ def runner(config):
     problem = setup.build_problem(config)
     _, field = setup.build_model(config)
     init = setup.make_init_state(config, problem.event_shape)
-    holder = {"state": jax.jit(init, out_shardings=sharding.replicated(mesh))()}
+    state = jax.jit(init, out_shardings=sharding.replicated(mesh))()
     multi_step = loop.build_multi_step(config, problem, field, mesh)
 
     def call():
-        holder["state"], metrics = multi_step(holder["state"], None)
+        nonlocal state
+        state, metrics = multi_step(state, None)
         jax.block_until_ready(metrics)
 
-    call()
-    return call
+    return call, config.training.steps_per_call
 
 
 def child(args) -> None:
@@ -105,16 +105,13 @@ def child(args) -> None:
     from interflow_jax.training import cpu_prng
 
     cpu_prng.use_unrolled_threefry()
-    calls = {}
-    for coupling, scope in VARIANTS:
-        call = runner(variant_config(args, coupling, scope))
-        repeat = max(1, round(args.rep_seconds / bench_common.timed(call)))
-        calls[f"{coupling} {scope}"] = (call, repeat)
-    rates = {name: [] for name in calls}
-    for _ in range(args.reps):
-        for name, (call, repeat) in calls.items():
-            seconds = bench_common.timed(lambda c=call, r=repeat: [c() for _ in range(r)])
-            rates[name].append(repeat * args.steps_per_call / seconds)
+    runs = {
+        f"{coupling} {scope}": bench_common.calibrated(
+            runner(variant_config(args, coupling, scope)), args.rep_seconds
+        )
+        for coupling, scope in VARIANTS
+    }
+    rates = bench_common.alternated_rates(runs, args.reps)
     print(json.dumps({"devices": jax.device_count(), "rates": rates}))
 
 

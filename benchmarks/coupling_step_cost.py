@@ -125,31 +125,17 @@ def torchcfm_step(args, batch_size: int, optimal_transport: bool):
     return one_step, 1
 
 
-def calibrated(call_and_steps, seconds: float):
-    """(run(), steps per run) with run() repeating the call for about `seconds`."""
-    call, steps = call_and_steps
-    call()
-    calls = max(1, round(seconds / bench_common.timed(call)))
-
-    def run():
-        for _ in range(calls):
-            call()
-
-    return run, calls * steps
-
-
 def measure(args, batch_size: int) -> dict[str, np.ndarray]:
     """Steps/s of every variant at one batch size, alternated over repetitions."""
     runs = {
-        name: calibrated(ours(args, batch_size, coupling), args.rep_seconds)
+        name: bench_common.calibrated(ours(args, batch_size, coupling), args.rep_seconds)
         for name, coupling in our_couplings(args, batch_size).items()
     }
-    runs["torchcfm independent"] = calibrated(torchcfm_step(args, batch_size, False), 1.0)
-    runs[OT_CFM] = calibrated(torchcfm_step(args, batch_size, True), args.rep_seconds)
-    rates = {name: [] for name in runs}
-    for _ in range(args.reps):
-        for name, (run, steps) in runs.items():
-            rates[name].append(steps / bench_common.timed(run))
+    torch_independent = torchcfm_step(args, batch_size, False)
+    runs["torchcfm independent"] = bench_common.calibrated(torch_independent, 1.0)
+    ot_cfm = torchcfm_step(args, batch_size, True)
+    runs[OT_CFM] = bench_common.calibrated(ot_cfm, args.rep_seconds)
+    rates = bench_common.alternated_rates(runs, args.reps)
     return {name: np.asarray(values) for name, values in rates.items()}
 
 

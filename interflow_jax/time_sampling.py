@@ -44,6 +44,8 @@ def make_time_sampler(
             u = jax.random.uniform(key, (n,))
         elif kind == "stratified":
             u = (jnp.arange(n) + jax.random.uniform(key, (n,))) / n
+            # (n - 1 + U) rounds to n in float32 for U near 1 (large n): keep u < 1 as U[0, 1)
+            u = jnp.minimum(u, jnp.nextafter(jnp.ones((), u.dtype), 0))
         else:
             u = jax.random.beta(key, alpha, beta, (n,))
         return t_min + (t_max - t_min) * u

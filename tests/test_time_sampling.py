@@ -53,3 +53,12 @@ def test_stratified_times_one_per_cell_and_lower_variance():
     )
     offsets = (shifted - 0.2) / 0.4 * n - np.arange(n)  # in [0, 1) up to rounding
     assert offsets.min() > -1e-4 and offsets.max() < 1 + 1e-4
+
+
+def test_stratified_times_stay_below_one_for_large_batches():
+    """At n = 2^20 float32 holds (n - 1 + U) only to 1/16, so (n - 1 + U) / n would round
+    to exactly 1 for U > 31/32; stratified times keep U[0, 1)'s open end."""
+    n = 2**20
+    last = jax.jit(jax.vmap(lambda k: make_time_sampler("stratified")(k, n)[-1]))
+    t = np.asarray(last(jax.random.split(jax.random.key(4), 256)))
+    assert t.max() < 1.0 and t.min() >= (n - 1) / n - 1e-6
