@@ -81,3 +81,20 @@ def mock_tfds(mock_tfds_with):
     """TFDS mocked with 6 random examples per split."""
     with mock_tfds_with(6):
         yield
+
+
+def _jitter(params, scale: float, seed: int = 0):
+    leaves, tree = jax.tree_util.tree_flatten(params)
+    keys = jax.random.split(jax.random.key(seed), len(leaves))
+    noisy = [
+        leaf + scale * jax.random.normal(k, leaf.shape, leaf.dtype)
+        for leaf, k in zip(leaves, keys, strict=True)
+    ]
+    return jax.tree_util.tree_unflatten(tree, noisy)
+
+
+@pytest.fixture
+def jittered():
+    """A function (params, scale, seed=0) -> every leaf plus scale * N(0, 1) noise (gives a
+    zero-initialised output layer weights, so a network's field is not trivially 0)."""
+    return _jitter

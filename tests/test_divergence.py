@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from interflow_jax import divergence
+from interflow_jax.models import VelocityMLP, as_conditional_field, as_field, init_params
 
 
 def _linear_field(matrix):
@@ -72,3 +73,54 @@ def test_bad_hutchinson_mode():
     x = jnp.ones((1, 2))
     with pytest.raises(ValueError, match="'sideways'"):
         divergence.hutchinson_divergence(lambda y: y, x, x[None], "sideways")
+
+
+def _mlp_and_params(hidden_sizes, activation, dims, jittered, num_classes=0):
+    module = VelocityMLP(
+        hidden_sizes=hidden_sizes,
+        activation=activation,
+        time_embedding_dim=8,
+        param_dtype=jnp.float64,
+        num_classes=num_classes,
+        label_embedding_dim=4,
+    )
+    return module, jittered(init_params(module, jax.random.key(6), dims), 0.3, seed=7)
+
+
+@pytest.mark.parametrize(
+    "hidden_sizes,activation,dims",
+    [
+        ((16,), "silu", (5,)),
+        ((12, 9), "silu", (6,)),
+        ((8, 10), "tanh", (2, 3)),
+        ((7, 11), "relu", (4,)),
+    ],
+)
+def test_closed_form_mlp_divergence_equals_the_generic_exact_divergence(
+    hidden_sizes, activation, dims, jittered, x64
+):
+    module, params = _mlp_and_params(hidden_sizes, activation, dims, jittered)
+    field = as_field(module)
+    t = jax.random.uniform(jax.random.key(8), (5,), jnp.float64)
+    x = jax.random.normal(jax.random.key(9), (5, *dims), jnp.float64)
+    value, div = field.value_and_divergence(t, x, params)
+    generic_value, generic_div = divergence.exact_divergence(lambda y: field(t, y, params), x)
+    np.testing.assert_allclose(value, generic_value, rtol=1e-13, atol=1e-13)
+    np.testing.assert_allclose(div, generic_div, rtol=1e-11, atol=1e-11)
+    assert np.std(np.asarray(div)) > 1e-3  # the divergences differ between samples
+
+
+def test_closed_form_divergence_with_labels_and_its_limits(jittered, x64):
+    module, params = _mlp_and_params((9, 7), "gelu", (4,), jittered, num_classes=3)
+    field = as_conditional_field(module)
+    t = jnp.linspace(0.1, 0.9, 4)
+    x = jax.random.normal(jax.random.key(10), (4, 4), jnp.float64)
+    labelled = {"velocity": params, "labels": jnp.array([0, 2, 1, 3])}
+    _, div = field.value_and_divergence(t, x, labelled)
+    _, generic = divergence.exact_divergence(lambda y: field(t, y, labelled), x)
+    np.testing.assert_allclose(div, generic, rtol=1e-11, atol=1e-11)
+    deep = VelocityMLP(hidden_sizes=(4, 4, 4))
+    assert not hasattr(as_field(deep), "value_and_divergence")
+    with pytest.raises(ValueError, match=r"1 or 2 hidden layers; got hidden_sizes=\(4, 4, 4\)"):
+        deep_params = init_params(deep, jax.random.key(0), (4,))
+        deep.apply(deep_params, t, x.astype(jnp.float32), method="velocity_and_divergence")

@@ -11,11 +11,20 @@ def as_field(module: nn.Module):
     """Return `field(t, x, params) = module.apply(params, t, x)`.
 
     t: (batch,) times; x: (batch, *dims). The module must map (t, x) to dx/dt of x's shape.
+    A module with a closed-form trace (`VelocityMLP` with 1 or 2 hidden layers) also gives
+    `field.value_and_divergence(t, x, params) -> (v, div_x v)`, which exact likelihoods
+    (`flows`) use instead of dim(x) Jacobian-vector products.
     """
 
     def field(t, x, params):
         return module.apply(params, t, x)
 
+    if getattr(module, "has_closed_form_divergence", False):
+
+        def value_and_divergence(t, x, params):
+            return module.apply(params, t, x, method="velocity_and_divergence")
+
+        field.value_and_divergence = value_and_divergence
     return field
 
 
@@ -26,12 +35,21 @@ def as_conditional_field(module: nn.Module):
     params, as params['labels'] of shape () or (batch,) with values in {0, ..., K}; without
     that entry the null label K is used, which gives the unconditional field. Keeping the
     labels in params keeps the one signature field(t, x, params), so flows, likelihoods
-    and samplers work unchanged (`interflow_jax.conditional.with_labels`).
+    and samplers work unchanged (`interflow_jax.conditional.with_labels`). As `as_field`,
+    a closed-form trace comes as `field.value_and_divergence`.
     """
 
     def field(t, x, params):
         return module.apply(params["velocity"], t, x, y=params.get("labels"))
 
+    if getattr(module, "has_closed_form_divergence", False):
+
+        def value_and_divergence(t, x, params):
+            return module.apply(
+                params["velocity"], t, x, y=params.get("labels"), method="velocity_and_divergence"
+            )
+
+        field.value_and_divergence = value_and_divergence
     return field
 
 

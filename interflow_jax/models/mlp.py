@@ -64,7 +64,15 @@ class VelocityMLP(nn.Module):
     label_embedding_dim: int = 32
 
     @nn.compact
-    def __call__(self, t: jax.Array, x: jax.Array, y: jax.Array | None = None) -> jax.Array:
+    def __call__(
+        self,
+        t: jax.Array,
+        x: jax.Array,
+        y: jax.Array | None = None,
+        with_preactivations: bool = False,
+    ):
+        """v(t, x) of x's shape; with `with_preactivations`, (v, [a_1, ..., a_L]) where
+        a_l (batch, width_l) is hidden layer l's input to the activation."""
         act = get_activation(self.activation)
         flat = x.reshape(x.shape[0], -1)
         features = [flat, sinusoidal_embedding(t, self.time_embedding_dim)]
@@ -74,12 +82,49 @@ class VelocityMLP(nn.Module):
         if label_features is not None:
             features.append(label_features)
         h = jnp.concatenate(features, axis=-1)
+        preactivations = []
         for width in self.hidden_sizes:
-            h = act(nn.Dense(width, param_dtype=self.param_dtype)(h))
+            preactivations.append(nn.Dense(width, param_dtype=self.param_dtype)(h))
+            h = act(preactivations[-1])
         out = nn.Dense(
             flat.shape[1], kernel_init=nn.initializers.zeros_init(), param_dtype=self.param_dtype
-        )(h)
-        return out.reshape(x.shape)
+        )(h).reshape(x.shape)
+        return (out, preactivations) if with_preactivations else out
+
+    @property
+    def has_closed_form_divergence(self) -> bool:
+        """True for 1 or 2 hidden layers, where `velocity_and_divergence` applies."""
+        return 1 <= len(self.hidden_sizes) <= 2
+
+    def velocity_and_divergence(self, t: jax.Array, x: jax.Array, y: jax.Array | None = None):
+        """(v(t, x), div_x v(t, x)) with the exact trace in closed form (PAPER section 4).
+
+        With flax kernels K_l (in, out), K_x the rows of K_1 that read x, and
+        s_l = act'(a_l) the activation's slope at hidden layer l, the Jacobian is
+        dv/dx = K_x diag(s_1) K_2 [diag(s_2) K_3], so its trace is
+            one hidden layer:  div = s_1 . rowsum(K_x^T * K_2)
+            two hidden layers: div = s_1^T (K_2 * (K_3 K_x)^T) s_2.
+        The (h_1, h_2) matrix is formed once per call, then each sample costs one
+        h_1 x h_2 product, as a forward pass, where the generic exact divergence makes
+        D = dim(x) Jacobian-vector products. Shapes: t (batch,), x (batch, *dims) ->
+        ((batch, *dims), (batch,)). Only for 1 or 2 hidden layers (ValueError otherwise).
+        """
+        if not self.has_closed_form_divergence:
+            raise ValueError(
+                "the closed-form divergence needs 1 or 2 hidden layers; got "
+                f"hidden_sizes={tuple(self.hidden_sizes)}. Use the generic exact divergence."
+            )
+        velocity, preactivations = self(t, x, y, with_preactivations=True)
+        act = get_activation(self.activation)
+        slopes = [jax.jvp(act, (a,), (jnp.ones_like(a),))[1] for a in preactivations]
+        params = self.variables["params"]
+        kernels = [params[f"Dense_{i}"]["kernel"] for i in range(len(self.hidden_sizes) + 1)]
+        dim = math.prod(x.shape[1:])
+        reads_x, out = kernels[0][:dim], kernels[-1]
+        if len(slopes) == 1:
+            return velocity, slopes[0] @ jnp.sum(reads_x.T * out, axis=1)
+        middle = kernels[1] * (out @ reads_x).T
+        return velocity, jnp.sum((slopes[0] @ middle) * slopes[1], axis=-1)
 
 
 class ResidualVelocityMLP(nn.Module):
