@@ -75,7 +75,7 @@ def test_bad_hutchinson_mode():
         divergence.hutchinson_divergence(lambda y: y, x, x[None], "sideways")
 
 
-def _mlp_and_params(hidden_sizes, activation, dims, jittered, num_classes=0):
+def _mlp_and_params(hidden_sizes, activation, dims, jittered, num_classes=0, conditioning="concat"):
     module = VelocityMLP(
         hidden_sizes=hidden_sizes,
         activation=activation,
@@ -83,23 +83,28 @@ def _mlp_and_params(hidden_sizes, activation, dims, jittered, num_classes=0):
         param_dtype=jnp.float64,
         num_classes=num_classes,
         label_embedding_dim=4,
+        time_conditioning=conditioning,
     )
     return module, jittered(init_params(module, jax.random.key(6), dims), 0.3, seed=7)
 
 
 @pytest.mark.parametrize(
-    "hidden_sizes,activation,dims",
+    "hidden_sizes,activation,dims,conditioning",
     [
-        ((16,), "silu", (5,)),
-        ((12, 9), "silu", (6,)),
-        ((8, 10), "tanh", (2, 3)),
-        ((7, 11), "relu", (4,)),
+        ((16,), "silu", (5,), "concat"),
+        ((12, 9), "silu", (6,), "concat"),
+        ((8, 10), "tanh", (2, 3), "concat"),
+        ((7, 11), "relu", (4,), "concat"),
+        ((6,), "silu", (3,), "film"),
+        ((12, 9), "gelu", (5,), "film"),
     ],
 )
 def test_closed_form_mlp_divergence_equals_the_generic_exact_divergence(
-    hidden_sizes, activation, dims, jittered, x64
+    hidden_sizes, activation, dims, conditioning, jittered, x64
 ):
-    module, params = _mlp_and_params(hidden_sizes, activation, dims, jittered)
+    module, params = _mlp_and_params(
+        hidden_sizes, activation, dims, jittered, conditioning=conditioning
+    )
     field = as_field(module)
     t = jax.random.uniform(jax.random.key(8), (5,), jnp.float64)
     x = jax.random.normal(jax.random.key(9), (5, *dims), jnp.float64)
@@ -124,3 +129,21 @@ def test_closed_form_divergence_with_labels_and_its_limits(jittered, x64):
     with pytest.raises(ValueError, match=r"1 or 2 hidden layers; got hidden_sizes=\(4, 4, 4\)"):
         deep_params = init_params(deep, jax.random.key(0), (4,))
         deep.apply(deep_params, t, x.astype(jnp.float32), method="velocity_and_divergence")
+
+
+def test_film_time_conditioning_starts_as_its_concat_twin_and_checks_its_name(jittered):
+    film = VelocityMLP(hidden_sizes=(8, 8), time_conditioning="film")
+    params = init_params(film, jax.random.key(0), (3,))["params"]
+    assert set(params) == {"Dense_0", "Dense_1", "Dense_2", "film_0", "film_1"}
+    shared = jittered({k: v for k, v in params.items() if "film" not in k}, 0.3)
+    t = jnp.linspace(0.0, 1.0, 4)
+    x = jax.random.normal(jax.random.key(1), (4, 3))
+    at_start = film.apply({"params": {**params, **shared}}, t, x)
+    np.testing.assert_array_equal(
+        at_start, VelocityMLP(hidden_sizes=(8, 8)).apply({"params": shared}, t, x)
+    )
+    assert float(jnp.std(at_start)) > 1e-3
+    gains = jittered({k: v for k, v in params.items() if "film" in k}, 0.3, seed=1)
+    assert not np.allclose(film.apply({"params": {**shared, **gains}}, t, x), at_start)
+    with pytest.raises(ValueError, match=r"time_conditioning must be one of .* got 'gated'"):
+        init_params(VelocityMLP(time_conditioning="gated"), jax.random.key(0), (3,))

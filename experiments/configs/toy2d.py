@@ -75,8 +75,15 @@ def get_config(arg: str = "checkerboard") -> ml_collections.ConfigDict:
             "coupling_block_size": 0,
         }
     )
+    # time_conditioning: 'concat' (embed(t) joins the input) or 'film' (also a
+    # time-dependent gain on every hidden layer; models.VelocityMLP)
     config.model = ml_collections.ConfigDict(
-        {"hidden_sizes": (256, 256, 256), "activation": "silu", "time_embedding_dim": 32}
+        {
+            "hidden_sizes": (256, 256, 256),
+            "activation": "silu",
+            "time_embedding_dim": 32,
+            "time_conditioning": "concat",
+        }
     )
     config.optimizer = ml_collections.ConfigDict(
         {"learning_rate": 2e-3, "warmup_steps": 500, "grad_clip_norm": 1.0, "weight_decay": 0.0}

@@ -24,6 +24,9 @@ ACTIVATIONS = {
 }
 
 
+TIME_CONDITIONINGS = ("concat", "film")
+
+
 def get_activation(name: str):
     if name not in ACTIVATIONS:
         raise ValueError(f"Unknown activation {name!r}; expected one of {sorted(ACTIVATIONS)}.")
@@ -54,6 +57,12 @@ class VelocityMLP(nn.Module):
     concat(flatten(x), embed(t), E[y]) with a learned (K + 1, label_embedding_dim) table
     E whose row K is the null label (y = None); see `models.labels`. With K = 0 (the
     default) there is no table and the parameters are those of the unconditional MLP.
+
+    time_conditioning: 'concat' (the default: embed(t) joins the input only) or 'film',
+    which also scales each hidden layer's pre-activation by a time-dependent gain,
+    a_l = (1 + g_l(t)) * (W_l h + b_l) with g_l a Dense of embed(t) (named film_l,
+    zero-initialised, so a 'film' network starts as its 'concat' twin): a multiplicative
+    interaction of t and x that a concatenated input can only build from many units.
     """
 
     hidden_sizes: Sequence[int] = (256, 256, 256)
@@ -62,6 +71,7 @@ class VelocityMLP(nn.Module):
     param_dtype: Any = jnp.float32
     num_classes: int = 0
     label_embedding_dim: int = 32
+    time_conditioning: str = "concat"
 
     @nn.compact
     def __call__(
@@ -71,11 +81,18 @@ class VelocityMLP(nn.Module):
         y: jax.Array | None = None,
         with_preactivations: bool = False,
     ):
-        """v(t, x) of x's shape; with `with_preactivations`, (v, [a_1, ..., a_L]) where
-        a_l (batch, width_l) is hidden layer l's input to the activation."""
+        """v(t, x) of x's shape; with `with_preactivations`, (v, [(a_l, gain_l)]) where
+        a_l (batch, width_l) is hidden layer l's input to the activation and gain_l the
+        FiLM gain 1 + g_l(t) of that layer ('film') or None ('concat')."""
+        if self.time_conditioning not in TIME_CONDITIONINGS:
+            raise ValueError(
+                f"time_conditioning must be one of {TIME_CONDITIONINGS}; "
+                f"got {self.time_conditioning!r}."
+            )
         act = get_activation(self.activation)
         flat = x.reshape(x.shape[0], -1)
-        features = [flat, sinusoidal_embedding(t, self.time_embedding_dim)]
+        time_features = sinusoidal_embedding(t, self.time_embedding_dim)
+        features = [flat, time_features]
         label_features = embedded_labels(
             y, x.shape[0], self.num_classes, self.label_embedding_dim, flat.dtype, self.param_dtype
         )
@@ -83,13 +100,23 @@ class VelocityMLP(nn.Module):
             features.append(label_features)
         h = jnp.concatenate(features, axis=-1)
         preactivations = []
-        for width in self.hidden_sizes:
-            preactivations.append(nn.Dense(width, param_dtype=self.param_dtype)(h))
-            h = act(preactivations[-1])
+        for layer, width in enumerate(self.hidden_sizes):
+            a, gain = nn.Dense(width, param_dtype=self.param_dtype)(h), None
+            if self.time_conditioning == "film":
+                gain = 1.0 + self._film(layer, width)(time_features)
+                a = gain * a
+            preactivations.append((a, gain))
+            h = act(a)
         out = nn.Dense(
             flat.shape[1], kernel_init=nn.initializers.zeros_init(), param_dtype=self.param_dtype
         )(h).reshape(x.shape)
         return (out, preactivations) if with_preactivations else out
+
+    def _film(self, layer: int, width: int) -> nn.Dense:
+        zeros = nn.initializers.zeros_init()
+        return nn.Dense(
+            width, kernel_init=zeros, param_dtype=self.param_dtype, name=f"film_{layer}"
+        )
 
     @property
     def has_closed_form_divergence(self) -> bool:
@@ -100,7 +127,8 @@ class VelocityMLP(nn.Module):
         """(v(t, x), div_x v(t, x)) with the exact trace in closed form (PAPER section 4).
 
         With flax kernels K_l (in, out), K_x the rows of K_1 that read x, and
-        s_l = act'(a_l) the activation's slope at hidden layer l, the Jacobian is
+        s_l = act'(a_l) the activation's slope at hidden layer l (times the FiLM gain
+        1 + g_l(t) with time_conditioning 'film'), the Jacobian is
         dv/dx = K_x diag(s_1) K_2 [diag(s_2) K_3], so its trace is
             one hidden layer:  div = s_1 . rowsum(K_x^T * K_2)
             two hidden layers: div = s_1^T (K_2 * (K_3 K_x)^T) s_2.
@@ -115,8 +143,7 @@ class VelocityMLP(nn.Module):
                 f"hidden_sizes={tuple(self.hidden_sizes)}. Use the generic exact divergence."
             )
         velocity, preactivations = self(t, x, y, with_preactivations=True)
-        act = get_activation(self.activation)
-        slopes = [jax.jvp(act, (a,), (jnp.ones_like(a),))[1] for a in preactivations]
+        slopes = [self._slope(a, gain) for a, gain in preactivations]
         params = self.variables["params"]
         kernels = [params[f"Dense_{i}"]["kernel"] for i in range(len(self.hidden_sizes) + 1)]
         dim = math.prod(x.shape[1:])
@@ -125,6 +152,12 @@ class VelocityMLP(nn.Module):
             return velocity, slopes[0] @ jnp.sum(reads_x.T * out, axis=1)
         middle = kernels[1] * (out @ reads_x).T
         return velocity, jnp.sum((slopes[0] @ middle) * slopes[1], axis=-1)
+
+    def _slope(self, preactivation: jax.Array, gain: jax.Array | None) -> jax.Array:
+        """d act(a_l) / d(W_l h): act'(a_l), times the FiLM gain where there is one."""
+        act = get_activation(self.activation)
+        slope = jax.jvp(act, (preactivation,), (jnp.ones_like(preactivation),))[1]
+        return slope if gain is None else slope * gain
 
 
 class ResidualVelocityMLP(nn.Module):

@@ -316,6 +316,7 @@ def build_module(model):
         activation=model.activation,
         time_embedding_dim=model.time_embedding_dim,
         num_classes=classes,
+        time_conditioning=model.get("time_conditioning", "concat"),
     )
 
 
