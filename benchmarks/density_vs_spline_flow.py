@@ -344,6 +344,8 @@ def main(argv=None):
     columns = ["case", "model", "gap (nats) or bits/dim", "train s", "steps"]
     columns += ["eval s / 1000 pts", "NFE"]
     bench_common.write_table_report(args.outdir, lines, columns, rows)
+    with open(os.path.join(args.outdir, "results.json"), "w") as f:
+        json.dump({case: case_rows for case, case_rows in results.items()}, f, indent=1)
     plot(results, args.outdir)
     return results
 
