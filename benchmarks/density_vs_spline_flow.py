@@ -345,7 +345,7 @@ def main(argv=None):
     columns += ["eval s / 1000 pts", "NFE"]
     bench_common.write_table_report(args.outdir, lines, columns, rows)
     with open(os.path.join(args.outdir, "results.json"), "w") as f:
-        json.dump({case: case_rows for case, case_rows in results.items()}, f, indent=1)
+        json.dump(results, f, indent=1)
     plot(results, args.outdir)
     return results
 

@@ -97,8 +97,10 @@ def measure(args):
 
 
 def kinds(args) -> list[str]:
-    """The timed divergences: generic exact, Hutchinson, and the closed form at depth <= 2."""
-    return ["exact", "hutchinson"] + (["closed form"] if 1 <= args.depth <= 2 else [])
+    """The timed divergences: generic exact, Hutchinson, and the MLP's closed form where
+    it has one."""
+    closed_form = VelocityMLP(hidden_sizes=(args.width,) * args.depth).has_closed_form_divergence
+    return ["exact", "hutchinson"] + (["closed form"] if closed_form else [])
 
 
 def plot(rates, args) -> None:
