@@ -72,6 +72,8 @@ def _wide(config) -> None:
     against 4 x 256, gap 0.62 against 0.86 nats at equal training time. With two hidden
     layers the exact divergence has a closed form (`VelocityMLP.velocity_and_divergence`,
     45x faster than d jvps here), so evaluation takes seconds and the 20 minutes go to
-    18,000 training steps."""
+    18,000 training steps. FiLM time conditioning (a time-dependent gain on each hidden
+    layer) lowers the gap from 0.469 to 0.376 nats at those steps."""
     config.model.hidden_sizes = (1024, 1024)
+    config.model.time_conditioning = "film"
     config.training.update(num_steps=18_000, eval_every=6_000)
