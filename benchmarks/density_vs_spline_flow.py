@@ -308,6 +308,9 @@ def plot(results: dict, outdir: str) -> None:
         for row in results[case]:
             if row["curve"]:
                 ax.plot(*zip(*row["curve"], strict=True), "o-", ms=3, label=row["model"])
+            else:  # no validation set in the config (the digits): the test figure at T
+                label = f"{row['model']} (test, end of run)"
+                ax.plot(row["seconds"], row["quality"], "*", ms=10, label=label)
         what = "validation bits/dim" if case == "digits" else "validation NLL (nats)"
         ax.set(xlabel="training wall-clock (s)", ylabel=what, title=f"case {case}")
         ax.legend(fontsize=7)
