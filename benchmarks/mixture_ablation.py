@@ -66,6 +66,15 @@ VARIANTS = {
     # a time-dependent gain on each hidden layer (models.VelocityMLP): t multiplies x's
     # features directly, about 6% more multiply-adds for the 2 x 1024 MLP
     "film": ["model.time_conditioning='film'"],
+    # every pair of 32 data points and 32 base points: the same network batch of 1,024
+    # as the config, built from 32 data points instead of 1,024
+    "all_pairs_32x32": [
+        "loss.estimator='all_pairs'",
+        "training.batch_size=32",
+        "loss.num_base_samples=32",
+    ],
+    "batch_512": ["training.batch_size=512"],
+    "ema_0.9995": ["training.ema_decay=0.9995"],
 }
 
 
