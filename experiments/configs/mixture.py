@@ -48,7 +48,8 @@ def get_config(arg: str = "6"):
         config.model.resmlp.update(width=16, num_blocks=2, time_embedding_dim=8)
         return config
     # MLP widths: our choice, 3 x 256 up to d = 8 and 4 x 256 beyond (a 3 x 512 net at
-    # d = 21 ran at about a third of the speed, too slow for 20 minutes on 2 CPU cores).
+    # d = 21 ran at about a third of the speed, too slow for 20 minutes on 2 CPU cores);
+    # from d = 43 the wide two-layer MLP of `_wide`.
     config.model.hidden_sizes = (256,) * (3 if dim <= 8 else 4)
     # 20,000 steps up to d = 8, 30,000 beyond (d = 21 was still improving at 20,000)
     num_steps = 20_000 if dim <= 8 else 30_000
