@@ -3,8 +3,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from experiments.configs import toy2d as toy2d_config
 from interflow_jax import divergence
 from interflow_jax.models import VelocityMLP, as_conditional_field, as_field, init_params
+from interflow_jax.training import setup
 
 
 def _linear_field(matrix):
@@ -147,3 +149,20 @@ def test_film_time_conditioning_starts_as_its_concat_twin_and_checks_its_name(ji
     assert not np.allclose(film.apply({"params": {**shared, **gains}}, t, x), at_start)
     with pytest.raises(ValueError, match=r"time_conditioning must be one of .* got 'gated'"):
         init_params(VelocityMLP(time_conditioning="gated"), jax.random.key(0), (3,))
+
+
+def test_time_embedding_scale_rescales_time_and_reaches_the_module_from_the_config(jittered):
+    """The embedding reads only scale * t, so with the same weights the field at scale s
+    and time t is the field at scale 1e3 and time t s / 1e3."""
+    config = toy2d_config.get_config("checkerboard,smoke")
+    config.model.update(hidden_sizes=(8, 8), time_conditioning="film", time_embedding_scale=50.0)
+    slow = setup.build_module(config.model)
+    assert slow.time_embedding_scale == 50.0
+    params = jittered(init_params(slow, jax.random.key(0), (3,)), 0.3)
+    t = jnp.linspace(0.0, 1.0, 5)
+    x = jax.random.normal(jax.random.key(1), (5, 3))
+    fast = VelocityMLP(hidden_sizes=(8, 8), time_conditioning="film")
+    np.testing.assert_allclose(
+        slow.apply(params, t, x), fast.apply(params, t * 50.0 / 1e3, x), rtol=1e-5, atol=1e-6
+    )
+    assert not np.allclose(slow.apply(params, t, x), fast.apply(params, t, x))

@@ -76,13 +76,15 @@ def get_config(arg: str = "checkerboard") -> ml_collections.ConfigDict:
         }
     )
     # time_conditioning: 'concat' (embed(t) joins the input) or 'film' (also a
-    # time-dependent gain on every hidden layer; models.VelocityMLP)
+    # time-dependent gain on every hidden layer; models.VelocityMLP).
+    # time_embedding_scale: the sinusoidal embedding's highest angular frequency in t.
     config.model = ml_collections.ConfigDict(
         {
             "hidden_sizes": (256, 256, 256),
             "activation": "silu",
             "time_embedding_dim": 32,
             "time_conditioning": "concat",
+            "time_embedding_scale": 1e3,
         }
     )
     config.optimizer = ml_collections.ConfigDict(

@@ -63,6 +63,10 @@ class VelocityMLP(nn.Module):
     a_l = (1 + g_l(t)) * (W_l h + b_l) with g_l a Dense of embed(t) (named film_l,
     zero-initialised, so a 'film' network starts as its 'concat' twin): a multiplicative
     interaction of t and x that a concatenated input can only build from many units.
+
+    time_embedding_scale: the `scale` of `sinusoidal_embedding`, so the embedding's angular
+    frequencies run from time_embedding_scale down to time_embedding_scale / max_period
+    (radians per unit of t; DDPM's 1e3 by default, as for t counted in 1,000 steps).
     """
 
     hidden_sizes: Sequence[int] = (256, 256, 256)
@@ -72,6 +76,7 @@ class VelocityMLP(nn.Module):
     num_classes: int = 0
     label_embedding_dim: int = 32
     time_conditioning: str = "concat"
+    time_embedding_scale: float = 1e3
 
     @nn.compact
     def __call__(
@@ -91,7 +96,9 @@ class VelocityMLP(nn.Module):
             )
         act = get_activation(self.activation)
         flat = x.reshape(x.shape[0], -1)
-        time_features = sinusoidal_embedding(t, self.time_embedding_dim)
+        time_features = sinusoidal_embedding(
+            t, self.time_embedding_dim, scale=self.time_embedding_scale
+        )
         features = [flat, time_features]
         label_features = embedded_labels(
             y, x.shape[0], self.num_classes, self.label_embedding_dim, flat.dtype, self.param_dtype

@@ -317,6 +317,7 @@ def build_module(model):
         time_embedding_dim=model.time_embedding_dim,
         num_classes=classes,
         time_conditioning=model.get("time_conditioning", "concat"),
+        time_embedding_scale=float(model.get("time_embedding_scale", 1e3)),
     )
 
 
