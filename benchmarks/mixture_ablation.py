@@ -75,6 +75,9 @@ VARIANTS = {
     ],
     "batch_512": ["training.batch_size=512"],
     "ema_0.9995": ["training.ema_decay=0.9995"],
+    # each of 512 data points with a base sample x0 and with -x0: the network batch of
+    # 1,024 as the config, the x0 noise of the late-time targets cancelling in pairs
+    "antithetic": ["loss.estimator='antithetic'", "training.batch_size=512"],
     # the time embedding's frequencies up to 50 rad per unit t instead of 1,000: a field
     # smoother in t
     "time_scale_50": ["model.time_embedding_scale=50.0"],

@@ -28,7 +28,7 @@ from interflow_jax.densities import Density
 from interflow_jax.interpolants import Interpolant, coefficients_and_derivatives, interpolate
 from interflow_jax.time_sampling import TimeSampler, time_grid
 
-ESTIMATORS = ("plain", "all_pairs")
+ESTIMATORS = ("plain", "all_pairs", "antithetic")
 
 
 def _per_sample_sum(x: jax.Array) -> jax.Array:
@@ -86,6 +86,11 @@ def make_velocity_loss(
       'plain': one time per pair (t_i, x0_i, x1_i), n = N, network batch N.
       'all_pairs': K = `num_times` times, and for each every one of the n x N pairs
         (network batch K n N); averages the same integrand over more pairs.
+      'antithetic': each (t_i, x0_i, x1_i) also with -x0_i (network batch 2N). The
+        mirrored pair has the same law for the standard Gaussian base, so G is unchanged;
+        the two targets' x0 terms (a' x0 and -a' x0) cancel in the gradient where x_t
+        barely depends on x0 (late times). Needs base samples drawn from a
+        standard_gaussian `base` (no 'x0' in the batch).
     pair: None (independent pairs) or `pair(key, x0, x1, labels) -> x0'` reordering the
       base samples so that (x0'_i, x1_i) are coupled (`couplings.couple`), from
       fold_in(key, 3), within classes when the batch has labels; 'plain' only.
@@ -93,11 +98,17 @@ def make_velocity_loss(
     """
     if estimator not in ESTIMATORS:
         raise ValueError(f"estimator must be one of {ESTIMATORS}; got {estimator!r}.")
+    if estimator == "antithetic" and (base is None or base.name != "standard_gaussian"):
+        name = None if base is None else base.name
+        raise ValueError(
+            "The antithetic estimator mirrors base samples x0 -> -x0, which keeps the law "
+            f"of the standard Gaussian base only; got base {name!r}."
+        )
     if pair is not None and estimator != "plain":
         raise ValueError(
-            "A coupling pairs each x1 with one x0; the 'all_pairs' estimator averages over "
-            "every (x0, x1) pair, which is the independent coupling. Use estimator='plain' "
-            "with a coupling."
+            f"A coupling pairs each x1 with one x0; estimator {estimator!r} pairs x1 with "
+            "other base samples too (every x0, or the mirrored -x0), which undoes the "
+            "coupling. Use estimator='plain' with a coupling."
         )
 
     def base_samples(batch, key, n):
@@ -130,7 +141,22 @@ def make_velocity_loss(
         x_t, dx_t, times = _all_pairs(interpolant, t, x0, x1, interpolant_params)
         return _metrics(*quadratic_integrand(field(times, x_t, params), dx_t))
 
-    return plain if estimator == "plain" else all_pairs
+    def antithetic(params, batch, key, interpolant_params=None):
+        if "x0" in batch:
+            raise ValueError(
+                "The antithetic estimator draws and mirrors its own base samples; the batch "
+                "carries 'x0' (a learnable base or data-to-data pairs). Use 'plain'."
+            )
+        x1 = batch["x1"]
+        params = bind_labels(params, batch, jax.random.fold_in(key, 2), (2,))
+        key_t, key_x0 = jax.random.split(key)
+        x0 = base_samples(batch, key_x0, x1.shape[0])
+        t = time_sampler(key_t, x1.shape[0])
+        x0, x1, t = jnp.concatenate([x0, -x0]), jnp.concatenate([x1, x1]), jnp.tile(t, 2)
+        x_t, dx_t = interpolate(interpolant, t, x0, x1, interpolant_params)
+        return _metrics(*quadratic_integrand(field(t, x_t, params), dx_t))
+
+    return {"plain": plain, "all_pairs": all_pairs, "antithetic": antithetic}[estimator]
 
 
 def estimate_path_length(

@@ -122,3 +122,54 @@ def test_missing_base_and_bad_estimator_raise():
         loss_fn(_params(), {"x1": jnp.zeros((4, 2))}, jax.random.key(0))
     with pytest.raises(ValueError, match="'mse'"):
         _loss(LINEAR, estimator="mse")
+
+
+def test_antithetic_estimator_is_unbiased_and_mirrors_each_base_sample(x64):
+    loss_fn = _loss(TRIGONOMETRIC, "antithetic")
+
+    def run(key):
+        loss, metrics = loss_fn(_params(), {"x1": _target(key, 25_000)}, jax.random.fold_in(key, 1))
+        return {"loss": loss, "gap": metrics["convergence_gap"]}
+
+    mean, stderr = _repeat(run)
+    path_length = float(
+        gaussian.gaussian_path_length(TRIGONOMETRIC, _params()["mean"], _params()["cov"])
+    )
+    assert abs(mean["loss"] + path_length) < 4 * stderr["loss"] + 1e-6
+    assert abs(mean["gap"]) < 4 * stderr["gap"] + 1e-6
+    seen = {}
+
+    def recording_field(t, x, params):
+        seen.update(t=t, x=x)
+        return jnp.zeros_like(x)
+
+    x1 = _target(jax.random.key(3), 5)
+    losses.make_velocity_loss(
+        recording_field,
+        LINEAR,
+        make_time_sampler(),
+        base=densities.standard_gaussian((2,)),
+        estimator="antithetic",
+    )({}, {"x1": x1}, jax.random.key(4))
+    t, x_t = seen["t"], seen["x"]
+    assert x_t.shape == (10, 2)
+    np.testing.assert_array_equal(t[:5], t[5:])
+    # linear interpolant: x_t = (1 - t) x0 + t x1, so the two halves' x0 are opposite
+    x0 = (x_t - t[:, None] * jnp.concatenate([x1, x1])) / (1 - t[:, None])
+    np.testing.assert_allclose(x0[:5], -x0[5:], rtol=1e-10, atol=1e-10)
+    assert float(jnp.std(x0)) > 0.1
+
+
+def test_antithetic_estimator_refuses_what_it_cannot_mirror():
+    field = gaussian.make_gaussian_velocity(TRIGONOMETRIC)
+    shifted = densities.from_sampler(lambda key, n: 1 + jax.random.normal(key, (n, 2)), (2,))
+    with pytest.raises(ValueError, match="standard Gaussian base only; got base"):
+        losses.make_velocity_loss(
+            field, TRIGONOMETRIC, make_time_sampler(), base=shifted, estimator="antithetic"
+        )
+    loss_fn = _loss(TRIGONOMETRIC, "antithetic")
+    batch = {"x1": _target(jax.random.key(0), 4), "x0": jnp.zeros((4, 2))}
+    with pytest.raises(ValueError, match="carries 'x0'"):
+        loss_fn(_params(), batch, jax.random.key(1))
+    with pytest.raises(ValueError, match="estimator 'antithetic' pairs x1 with other base"):
+        _loss(TRIGONOMETRIC, "antithetic", pair=lambda key, x0, x1, y: x0)

@@ -56,6 +56,8 @@ def get_config(arg: str = "checkerboard") -> ml_collections.ConfigDict:
     config.time_sampler = ml_collections.ConfigDict(
         {"kind": "uniform", "alpha": 1.0, "beta": 1.0, "t_min": 0.0, "t_max": 1.0}
     )
+    # estimator: 'plain', 'all_pairs' (every x0 with every x1 at num_times times) or
+    # 'antithetic' (each pair also with -x0: network batch 2 x batch_size); losses.py.
     # coupling: 'independent', 'ot_exact' (exact assignment within the batch) or
     # 'ot_sinkhorn' (pairs drawn from the entropic plan; sinkhorn_epsilon is relative to
     # the batch's mean squared distance). coupling_scope: 'global' (the whole batch) or
