@@ -78,6 +78,12 @@ VARIANTS = {
     # each of 512 data points with a base sample x0 and with -x0: the network batch of
     # 1,024 as the config, the x0 noise of the late-time targets cancelling in pairs
     "antithetic": ["loss.estimator='antithetic'", "training.batch_size=512"],
+    "gelu": ["model.activation='gelu'"],
+    # 16 sinusoids of logit(t) beside those of t: features that resolve the late-time
+    # turn of each fine data direction (models.mlp.logit_time_embedding)
+    "logit_time_16": ["model.logit_time_dim=16"],
+    # 32 sinusoids of t instead of 16 for the input and the FiLM gains
+    "time_dim_64": ["model.time_embedding_dim=64"],
     # the time embedding's frequencies up to 50 rad per unit t instead of 1,000: a field
     # smoother in t
     "time_scale_50": ["model.time_embedding_scale=50.0"],

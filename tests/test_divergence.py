@@ -6,6 +6,7 @@ import pytest
 from experiments.configs import toy2d as toy2d_config
 from interflow_jax import divergence
 from interflow_jax.models import VelocityMLP, as_conditional_field, as_field, init_params
+from interflow_jax.models import mlp as mlp_module
 from interflow_jax.training import setup
 
 
@@ -166,3 +167,26 @@ def test_time_embedding_scale_rescales_time_and_reaches_the_module_from_the_conf
         slow.apply(params, t, x), fast.apply(params, t * 50.0 / 1e3, x), rtol=1e-5, atol=1e-6
     )
     assert not np.allclose(slow.apply(params, t, x), fast.apply(params, t, x))
+
+
+def test_logit_time_features_keep_the_closed_form_trace_exact_and_finite_at_the_ends(jittered, x64):
+    module = VelocityMLP(
+        hidden_sizes=(9, 7),
+        time_embedding_dim=8,
+        param_dtype=jnp.float64,
+        time_conditioning="film",
+        logit_time_dim=6,
+    )
+    params = jittered(init_params(module, jax.random.key(6), (5,)), 0.3, seed=7)
+    assert params["params"]["Dense_0"]["kernel"].shape == (5 + 8 + 6, 9)
+    field = as_field(module)
+    t = jnp.array([0.0, 1e-9, 0.3, 0.97, 1.0])
+    x = jax.random.normal(jax.random.key(9), (5, 5), jnp.float64)
+    value, div = field.value_and_divergence(t, x, params)
+    _, generic = divergence.exact_divergence(lambda y: field(t, y, params), x)
+    np.testing.assert_allclose(div, generic, rtol=1e-11, atol=1e-11)
+    assert np.all(np.isfinite(value)) and np.all(np.isfinite(div))
+    features = mlp_module.logit_time_embedding(t, 6)
+    np.testing.assert_allclose(features[0], features[1])  # clipped below 1e-6
+    u = np.log(0.3 / 0.7)  # the slowest sinusoid at t = 0.3: sin(3 u / 100^(2/3))
+    np.testing.assert_allclose(features[2, 2], np.sin(3 * u * 100 ** (-2 / 3)), rtol=1e-12)

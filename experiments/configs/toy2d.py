@@ -79,7 +79,8 @@ def get_config(arg: str = "checkerboard") -> ml_collections.ConfigDict:
     )
     # time_conditioning: 'concat' (embed(t) joins the input) or 'film' (also a
     # time-dependent gain on every hidden layer; models.VelocityMLP).
-    # time_embedding_scale: the sinusoidal embedding's highest angular frequency in t.
+    # time_embedding_scale: the sinusoidal embedding's highest angular frequency in t;
+    # logit_time_dim: k > 0 adds k sinusoids of logit(t) (models.mlp.logit_time_embedding).
     config.model = ml_collections.ConfigDict(
         {
             "hidden_sizes": (256, 256, 256),
@@ -87,6 +88,7 @@ def get_config(arg: str = "checkerboard") -> ml_collections.ConfigDict:
             "time_embedding_dim": 32,
             "time_conditioning": "concat",
             "time_embedding_scale": 1e3,
+            "logit_time_dim": 0,
         }
     )
     config.optimizer = ml_collections.ConfigDict(
