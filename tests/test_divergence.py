@@ -190,3 +190,5 @@ def test_logit_time_features_keep_the_closed_form_trace_exact_and_finite_at_the_
     np.testing.assert_allclose(features[0], features[1])  # clipped below 1e-6
     u = np.log(0.3 / 0.7)  # the slowest sinusoid at t = 0.3: sin(3 u / 100^(2/3))
     np.testing.assert_allclose(features[2, 2], np.sin(3 * u * 100 ** (-2 / 3)), rtol=1e-12)
+    with pytest.raises(ValueError, match="logit_time_dim must be an even number >= 0; got -2"):
+        init_params(VelocityMLP(logit_time_dim=-2), jax.random.key(0), (3,))

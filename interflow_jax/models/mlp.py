@@ -114,6 +114,10 @@ class VelocityMLP(nn.Module):
                 f"time_conditioning must be one of {TIME_CONDITIONINGS}; "
                 f"got {self.time_conditioning!r}."
             )
+        if self.logit_time_dim < 0 or self.logit_time_dim % 2:
+            raise ValueError(
+                f"logit_time_dim must be an even number >= 0; got {self.logit_time_dim!r}."
+            )
         act = get_activation(self.activation)
         flat = x.reshape(x.shape[0], -1)
         time_features = sinusoidal_embedding(
