@@ -87,6 +87,10 @@ VARIANTS = {
     # the time embedding's frequencies up to 50 rad per unit t instead of 1,000: a field
     # smoother in t
     "time_scale_50": ["model.time_embedding_scale=50.0"],
+    # a gated first layer, act(a) * (1 + B z + c): quadratic features of x, as the
+    # log-densities of a mixture's components are (models.VelocityMLP)
+    "gated": ["model.gated_first_layer=True"],
+    "gated_gelu": ["model.gated_first_layer=True", "model.activation='gelu'"],
 }
 
 

@@ -79,6 +79,8 @@ def test_bad_hutchinson_mode():
 
 
 def _mlp_and_params(hidden_sizes, activation, dims, jittered, num_classes=0, conditioning="concat"):
+    """conditioning: 'concat', 'film', or either with ',gated' (a gated first layer)."""
+    conditioning, *gated = conditioning.split(",")
     module = VelocityMLP(
         hidden_sizes=hidden_sizes,
         activation=activation,
@@ -87,6 +89,7 @@ def _mlp_and_params(hidden_sizes, activation, dims, jittered, num_classes=0, con
         num_classes=num_classes,
         label_embedding_dim=4,
         time_conditioning=conditioning,
+        gated_first_layer=bool(gated),
     )
     return module, jittered(init_params(module, jax.random.key(6), dims), 0.3, seed=7)
 
@@ -100,6 +103,9 @@ def _mlp_and_params(hidden_sizes, activation, dims, jittered, num_classes=0, con
         ((7, 11), "relu", (4,), "concat"),
         ((6,), "silu", (3,), "film"),
         ((12, 9), "gelu", (5,), "film"),
+        ((7,), "silu", (4,), "concat,gated"),
+        ((9, 8), "silu", (2, 3), "film,gated"),
+        ((8, 6), "tanh", (5,), "concat,gated"),
     ],
 )
 def test_closed_form_mlp_divergence_equals_the_generic_exact_divergence(
@@ -118,8 +124,11 @@ def test_closed_form_mlp_divergence_equals_the_generic_exact_divergence(
     assert np.std(np.asarray(div)) > 1e-3  # the divergences differ between samples
 
 
-def test_closed_form_divergence_with_labels_and_its_limits(jittered, x64):
-    module, params = _mlp_and_params((9, 7), "gelu", (4,), jittered, num_classes=3)
+@pytest.mark.parametrize("conditioning", ["concat", "film,gated"])
+def test_closed_form_divergence_with_labels_and_its_limits(conditioning, jittered, x64):
+    module, params = _mlp_and_params(
+        (9, 7), "gelu", (4,), jittered, num_classes=3, conditioning=conditioning
+    )
     field = as_conditional_field(module)
     t = jnp.linspace(0.1, 0.9, 4)
     x = jax.random.normal(jax.random.key(10), (4, 4), jnp.float64)
@@ -134,20 +143,32 @@ def test_closed_form_divergence_with_labels_and_its_limits(jittered, x64):
         deep.apply(deep_params, t, x.astype(jnp.float32), method="velocity_and_divergence")
 
 
-def test_film_time_conditioning_starts_as_its_concat_twin_and_checks_its_name(jittered):
-    film = VelocityMLP(hidden_sizes=(8, 8), time_conditioning="film")
-    params = init_params(film, jax.random.key(0), (3,))["params"]
-    assert set(params) == {"Dense_0", "Dense_1", "Dense_2", "film_0", "film_1"}
-    shared = jittered({k: v for k, v in params.items() if "film" not in k}, 0.3)
+@pytest.mark.parametrize(
+    "options,added",
+    [
+        (dict(time_conditioning="film"), {"film_0", "film_1"}),
+        (dict(gated_first_layer=True), {"gate_0"}),
+    ],
+)
+def test_film_and_gating_start_as_the_plain_twin(options, added, jittered):
+    """FiLM gains and the first layer's gate are zero-initialised: the network starts as
+    the plain MLP with the shared weights, and moves once those weights move."""
+    extended = VelocityMLP(hidden_sizes=(8, 8), **options)
+    params = init_params(extended, jax.random.key(0), (3,))["params"]
+    assert set(params) == {"Dense_0", "Dense_1", "Dense_2"} | added
+    shared = jittered({k: v for k, v in params.items() if k not in added}, 0.3)
     t = jnp.linspace(0.0, 1.0, 4)
     x = jax.random.normal(jax.random.key(1), (4, 3))
-    at_start = film.apply({"params": {**params, **shared}}, t, x)
+    at_start = extended.apply({"params": {**params, **shared}}, t, x)
     np.testing.assert_array_equal(
         at_start, VelocityMLP(hidden_sizes=(8, 8)).apply({"params": shared}, t, x)
     )
     assert float(jnp.std(at_start)) > 1e-3
-    gains = jittered({k: v for k, v in params.items() if "film" in k}, 0.3, seed=1)
-    assert not np.allclose(film.apply({"params": {**shared, **gains}}, t, x), at_start)
+    moved = jittered({k: v for k, v in params.items() if k in added}, 0.3, seed=1)
+    assert not np.allclose(extended.apply({"params": {**shared, **moved}}, t, x), at_start)
+
+
+def test_time_conditioning_checks_its_name():
     with pytest.raises(ValueError, match=r"time_conditioning must be one of .* got 'gated'"):
         init_params(VelocityMLP(time_conditioning="gated"), jax.random.key(0), (3,))
 

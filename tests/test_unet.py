@@ -142,3 +142,23 @@ def test_bfloat16_compute_returns_input_dtype(unet):
     assert out16.dtype == x.dtype == jnp.float32
     scale = np.max(np.abs(out32))
     np.testing.assert_allclose(out16, out32, atol=0.1 * scale)
+
+
+def test_time_embedding_scale_rescales_time_and_reaches_the_module_from_the_config(unet):
+    """The embedding reads only scale * t: with the same weights, the U-Net at scale s
+    and time t is the default one (1e3) at time t s / 1e3."""
+    from experiments.configs import images as images_config
+    from interflow_jax.training import setup
+
+    config = images_config.get_config("digits")
+    config.model.unet.time_embedding_scale = 50.0
+    slow = setup.build_module(config.model)
+    assert slow.time_embedding_scale == 50.0
+    _, params, apply = unet
+    params = _perturbed(params)
+    t, x = _inputs()
+    smooth = UNet(**SMALL, time_embedding_scale=50.0)
+    np.testing.assert_allclose(
+        smooth.apply(params, t, x), apply(params, t * 50.0 / 1e3, x), rtol=1e-4, atol=1e-5
+    )
+    assert not np.allclose(smooth.apply(params, t, x), apply(params, t, x), atol=1e-3)

@@ -154,7 +154,9 @@ def get_config(arg: str = "digits") -> ml_collections.ConfigDict:
     config = sibling_config(__file__, "toy2d", "checkerboard" + (",smoke" if smoke else ""))
     config.data = {"kind": "images", "name": data_name, "dir": data_dir, "image_size": 0}
     config.data.num_test = 10_000  # the first 10,000 test images (all of them when smaller)
-    config.model = {"kind": "unet", "unet": dict(unet if not smoke else _SMOKE_UNET)}
+    # time_embedding_scale: the time sinusoids' highest angular frequency per unit t
+    unet = {"dropout": 0.0, "time_embedding_scale": 1e3, **(unet if not smoke else _SMOKE_UNET)}
+    config.model = {"kind": "unet", "unet": unet}
     config.optimizer.update(learning_rate=learning_rate, warmup_steps=5_000, grad_clip_norm=1.0)
     config.training.update(
         num_steps=num_steps,
