@@ -74,6 +74,13 @@ def parse_args(argv):
         help="results.json of an earlier run: interflow_jax's rows are taken from it (their"
         " wall-clock is the budget) instead of training again",
     )
+    parser.add_argument(
+        "--ours_workdir",
+        default="",
+        help="a finished train.py run of the case's config (e.g. its README command): its"
+        " metrics and validation curve are ours, --ours_seconds its wall-clock (the budget)",
+    )
+    parser.add_argument("--ours_seconds", type=float, default=0.0)
     parser.add_argument("--override", action="append", default=[], help="NAME=VALUE on ours")
     parser.add_argument(
         "--spline_seconds", type=float, default=0.0, help="0: interflow_jax's wall-clock"
@@ -81,6 +88,8 @@ def parse_args(argv):
     args = parser.parse_args(argv)
     args.cases = args.cases.split(",")
     args.sizes = [tuple(int(v) for v in s.split("x")) for s in args.sizes.split(",")]
+    if args.ours_workdir and len(args.cases) != 1:
+        parser.error(f"--ours_workdir is one case's run; got --cases={','.join(args.cases)}")
     if args.smoke:
         args.cases, args.sizes, args.batch_size, args.validate_seconds = ["6"], [(2, 16)], 64, 1
         args.spline_seconds = 2.0
@@ -116,24 +125,38 @@ def run_ours(case: str, args, workdir: str) -> dict:
     config = our_config(case, args.smoke)
     apply_overrides(config, args.override)
     start = time.perf_counter()
-    metrics = train_and_evaluate(config, workdir)
-    seconds = time.perf_counter() - start
-    curve = []
+    train_and_evaluate(config, workdir)
+    return ours_from_workdir(workdir, time.perf_counter() - start, config)
+
+
+def ours_from_workdir(workdir: str, seconds: float, config) -> dict:
+    """Our run's figures from a finished train.py workdir: metrics.json, and the validation
+    NLLs of metrics.jsonl placed at step / mean logged steps/s; `seconds` its wall-clock."""
+    with open(os.path.join(workdir, "metrics.json")) as f:
+        metrics = json.load(f)
     with open(os.path.join(workdir, "metrics.jsonl")) as f:
         records = [json.loads(line) for line in f]
     rates = [r["steps_per_second"] for r in records if "steps_per_second" in r]
     rate = float(np.mean(rates)) if rates else float("nan")
-    for r in records:
-        if "validation_nll" in r:
-            curve.append((r["step"] / rate, r["validation_nll"]))
+    curve = [(r["step"] / rate, r["validation_nll"]) for r in records if "validation_nll" in r]
     return {
         "model": "interflow_jax",
         "seconds": seconds,
-        "steps": int(config.training.num_steps),
+        "steps": int(metrics["step"]),
         "metrics": metrics,
         "curve": curve,
         "config": config,
     }
+
+
+def readme_run_ours(case: str, args) -> dict:
+    """Ours from --ours_workdir, a finished run of the case's README command (the config
+    unchanged but for --override), with --ours_seconds its wall-clock."""
+    if not args.ours_seconds > 0:
+        raise ValueError(f"--ours_workdir needs --ours_seconds > 0; got {args.ours_seconds}.")
+    config = our_config(case, args.smoke)
+    apply_overrides(config, args.override)
+    return ours_from_workdir(args.ours_workdir, args.ours_seconds, config)
 
 
 def reused_ours(case: str, args) -> dict:
@@ -355,7 +378,12 @@ def main(argv=None):
     results, rows = {}, []
     for case in args.cases:
         workdir = os.path.join(args.outdir, f"ours_{case}")
-        ours = reused_ours(case, args) if args.reuse_ours else run_ours(case, args, workdir)
+        if args.ours_workdir:
+            ours = readme_run_ours(case, args)
+        elif args.reuse_ours:
+            ours = reused_ours(case, args)
+        else:
+            ours = run_ours(case, args, workdir)
         if case == "digits":
             results[case] = digits_case(args, ours, args.outdir)
         else:
