@@ -75,8 +75,12 @@ def _wide(config) -> None:
     than d jvps at d = 63), so evaluation takes seconds and the 20 minutes go to 21,000
     training steps. The time embedding's frequencies stop at 50 rad per unit t (not
     1,000): the same gap at 6,000 steps, a field smoother in t, 85 ODE steps per solve
-    instead of 313 at d = 43."""
+    instead of 313 at d = 43. The first layer is gated, act(a) * (1 + B z + c), and the
+    activation GELU: 0.308 against 0.419 nats at d = 43 in the 6,000-step proxy, at the
+    same cost per step."""
     config.model.hidden_sizes = (1024, 1024)
+    config.model.activation = "gelu"
+    config.model.gated_first_layer = True
     config.model.time_conditioning = "film"
     config.model.time_embedding_scale = 50.0
     config.training.update(num_steps=21_000, eval_every=7_000)

@@ -196,18 +196,16 @@ class VelocityMLP(nn.Module):
         params = self.variables["params"]
         kernels = [params[f"Dense_{i}"]["kernel"] for i in range(len(self.hidden_sizes) + 1)]
         dim = math.prod(x.shape[1:])
-        first = [(slopes[0], kernels[0][:dim])]  # (slope of h_1 along K_x's rows, K_x)
+        reads_x, out = kernels[0][:dim], kernels[-1]
+        terms = [(slopes[0], reads_x)]  # pairs (u, K) with dh_1/dx = sum diag(u) K^T
         a_1, _, gate = preactivations[0]
         if gate is not None:
-            reads_x = params["gate_0"]["kernel"][:dim]
-            first = [
-                (slopes[0] * gate, first[0][1]),
-                (get_activation(self.activation)(a_1), reads_x),
-            ]
-        out = kernels[-1]
+            gate_reads_x = params["gate_0"]["kernel"][:dim]
+            act_1 = get_activation(self.activation)(a_1)
+            terms = [(slopes[0] * gate, reads_x), (act_1, gate_reads_x)]
         if len(slopes) == 1:
-            return velocity, sum(s @ jnp.sum(k.T * out, axis=1) for s, k in first)
-        divergence = sum((s @ (kernels[1] * (out @ k).T)) * slopes[1] for s, k in first)
+            return velocity, sum(u @ jnp.sum(k.T * out, axis=1) for u, k in terms)
+        divergence = sum((u @ (kernels[1] * (out @ k).T)) * slopes[1] for u, k in terms)
         return velocity, jnp.sum(divergence, axis=-1)
 
     def _slope(self, preactivation: jax.Array, gain: jax.Array | None) -> jax.Array:
