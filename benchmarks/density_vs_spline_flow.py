@@ -88,11 +88,11 @@ def parse_args(argv):
     args = parser.parse_args(argv)
     args.cases = args.cases.split(",")
     args.sizes = [tuple(int(v) for v in s.split("x")) for s in args.sizes.split(",")]
-    if args.ours_workdir and len(args.cases) != 1:
-        parser.error(f"--ours_workdir is one case's run; got --cases={','.join(args.cases)}")
     if args.smoke:
         args.cases, args.sizes, args.batch_size, args.validate_seconds = ["6"], [(2, 16)], 64, 1
         args.spline_seconds = 2.0
+    if args.ours_workdir and len(args.cases) != 1:
+        parser.error(f"--ours_workdir is one case's run; got --cases={','.join(args.cases)}")
     return args
 
 

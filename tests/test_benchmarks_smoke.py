@@ -5,6 +5,7 @@ without them; the JAX-only benchmarks run everywhere.
 """
 
 import importlib
+import json
 import os
 import sys
 
@@ -61,8 +62,6 @@ def test_torch_benchmark_smoke(name, tmp_path):
 @pytest.mark.slow
 def test_spline_comparison_takes_ours_from_a_finished_run(tmp_path):
     """--ours_workdir reads a finished run's metrics as ours' row instead of training."""
-    import json
-
     first, second = tmp_path / "first", tmp_path / "second"
     _run_smoke("density_vs_spline_flow", "quality_vs_wallclock.png", first)
     sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
@@ -71,7 +70,7 @@ def test_spline_comparison_takes_ours_from_a_finished_run(tmp_path):
         reuse = [f"--ours_workdir={first / 'ours_6'}", "--ours_seconds=3.5"]
         module.main(["--smoke", f"--outdir={second}", *reuse])
         with pytest.raises(SystemExit):  # one case's run only
-            module.main(["--smoke", "--cases=6,21", *reuse])
+            module.main(["--cases=6,21", *reuse])
     finally:
         sys.path.remove(os.path.join(ROOT, "benchmarks"))
     rows = [json.loads((d / "results.json").read_text())["6"][0] for d in (first, second)]
