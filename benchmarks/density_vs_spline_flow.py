@@ -99,10 +99,15 @@ def parse_args(argv):
 # ----------------------------------------------------------------------------- ours
 
 
-def our_config(case: str, smoke: bool):
+def our_config(case: str, args):
+    """The case's config (smoke variant with --smoke) with the --override settings."""
+    smoke = ",smoke" if args.smoke else ""
     if case == "digits":
-        return images_config.get_config("digits" + (",smoke" if smoke else ""))
-    return mixture_config.get_config(case + (",smoke" if smoke else ""))
+        config = images_config.get_config("digits" + smoke)
+    else:
+        config = mixture_config.get_config(case + smoke)
+    apply_overrides(config, args.override)
+    return config
 
 
 def apply_overrides(config, overrides):
@@ -122,8 +127,7 @@ def run_ours(case: str, args, workdir: str) -> dict:
     """Train from scratch (an earlier run in `workdir` is removed: its wall-clock is the
     budget) and read the validation curve from metrics.jsonl."""
     shutil.rmtree(workdir, ignore_errors=True)
-    config = our_config(case, args.smoke)
-    apply_overrides(config, args.override)
+    config = our_config(case, args)
     start = time.perf_counter()
     train_and_evaluate(config, workdir)
     return ours_from_workdir(workdir, time.perf_counter() - start, config)
@@ -154,8 +158,7 @@ def readme_run_ours(case: str, args) -> dict:
     unchanged but for --override), with --ours_seconds its wall-clock."""
     if not args.ours_seconds > 0:
         raise ValueError(f"--ours_workdir needs --ours_seconds > 0; got {args.ours_seconds}.")
-    config = our_config(case, args.smoke)
-    apply_overrides(config, args.override)
+    config = our_config(case, args)
     return ours_from_workdir(args.ours_workdir, args.ours_seconds, config)
 
 
@@ -167,8 +170,7 @@ def reused_ours(case: str, args) -> dict:
     if case not in earlier:
         raise ValueError(f"--reuse_ours {args.reuse_ours} has no case {case!r}: {sorted(earlier)}")
     row = next(r for r in earlier[case] if r["model"] == "interflow_jax")
-    config = our_config(case, args.smoke)
-    apply_overrides(config, args.override)
+    config = our_config(case, args)
     return {"row": row, "seconds": row["seconds"], "curve": row["curve"], "config": config}
 
 
