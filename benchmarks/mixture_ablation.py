@@ -89,8 +89,10 @@ VARIANTS = {
     "time_scale_50": ["model.time_embedding_scale=50.0"],
     # a gated first layer, act(a) * (1 + B z + c): quadratic features of x, as the
     # log-densities of a mixture's components are (models.VelocityMLP)
-    "gated": ["model.gated_first_layer=True"],
-    "gated_gelu": ["model.gated_first_layer=True", "model.activation='gelu'"],
+    "gated": ["model.gated_layers=1"],
+    "gated_gelu": ["model.gated_layers=1", "model.activation='gelu'"],
+    # both hidden layers gated by the input (the configs' _wide gates the first)
+    "gated2": ["model.gated_layers=2"],
 }
 
 

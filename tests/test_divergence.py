@@ -79,8 +79,10 @@ def test_bad_hutchinson_mode():
 
 
 def _mlp_and_params(hidden_sizes, activation, dims, jittered, num_classes=0, conditioning="concat"):
-    """conditioning: 'concat', 'film', or either with ',gated' (a gated first layer)."""
+    """conditioning: 'concat', 'film', or either with ',gated' (a gated first layer) or
+    ',gated2' (both hidden layers gated)."""
     conditioning, *gated = conditioning.split(",")
+    gated_layers = int(gated[0].removeprefix("gated") or 1) if gated else 0
     module = VelocityMLP(
         hidden_sizes=hidden_sizes,
         activation=activation,
@@ -89,7 +91,7 @@ def _mlp_and_params(hidden_sizes, activation, dims, jittered, num_classes=0, con
         num_classes=num_classes,
         label_embedding_dim=4,
         time_conditioning=conditioning,
-        gated_first_layer=bool(gated),
+        gated_layers=gated_layers,
     )
     return module, jittered(init_params(module, jax.random.key(6), dims), 0.3, seed=7)
 
@@ -106,6 +108,9 @@ def _mlp_and_params(hidden_sizes, activation, dims, jittered, num_classes=0, con
         ((7,), "silu", (4,), "concat,gated"),
         ((9, 8), "silu", (2, 3), "film,gated"),
         ((8, 6), "tanh", (5,), "concat,gated"),
+        ((9, 8), "gelu", (2, 3), "film,gated2"),
+        ((8, 6), "silu", (5,), "concat,gated2"),
+        ((10,), "tanh", (3,), "film,gated"),
     ],
 )
 def test_closed_form_mlp_divergence_equals_the_generic_exact_divergence(
@@ -124,7 +129,7 @@ def test_closed_form_mlp_divergence_equals_the_generic_exact_divergence(
     assert np.std(np.asarray(div)) > 1e-3  # the divergences differ between samples
 
 
-@pytest.mark.parametrize("conditioning", ["concat", "film,gated"])
+@pytest.mark.parametrize("conditioning", ["concat", "film,gated", "film,gated2"])
 def test_closed_form_divergence_with_labels_and_its_limits(conditioning, jittered, x64):
     module, params = _mlp_and_params(
         (9, 7), "gelu", (4,), jittered, num_classes=3, conditioning=conditioning
@@ -147,11 +152,12 @@ def test_closed_form_divergence_with_labels_and_its_limits(conditioning, jittere
     "options,added",
     [
         (dict(time_conditioning="film"), {"film_0", "film_1"}),
-        (dict(gated_first_layer=True), {"gate_0"}),
+        (dict(gated_layers=1), {"gate_0"}),
+        (dict(gated_layers=2), {"gate_0", "gate_1"}),
     ],
 )
 def test_film_and_gating_start_as_the_plain_twin(options, added, jittered):
-    """FiLM gains and the first layer's gate are zero-initialised: the network starts as
+    """FiLM gains and the layers' gates are zero-initialised: the network starts as
     the plain MLP with the shared weights, and moves once those weights move."""
     extended = VelocityMLP(hidden_sizes=(8, 8), **options)
     params = init_params(extended, jax.random.key(0), (3,))["params"]
@@ -171,6 +177,11 @@ def test_film_and_gating_start_as_the_plain_twin(options, added, jittered):
 def test_time_conditioning_checks_its_name():
     with pytest.raises(ValueError, match=r"time_conditioning must be one of .* got 'gated'"):
         init_params(VelocityMLP(time_conditioning="gated"), jax.random.key(0), (3,))
+
+
+def test_gated_layers_checks_its_range():
+    with pytest.raises(ValueError, match=r"between 0 and the 2 hidden layers; got 3"):
+        init_params(VelocityMLP(hidden_sizes=(4, 4), gated_layers=3), jax.random.key(0), (3,))
 
 
 def test_time_embedding_scale_rescales_time_and_reaches_the_module_from_the_config(jittered):

@@ -80,7 +80,7 @@ def _wide(config, dim: int) -> None:
     the 6,000-step proxy, at about the same cost per step."""
     config.model.hidden_sizes = (1024, 1024)
     config.model.activation = "gelu"
-    config.model.gated_first_layer = True
+    config.model.gated_layers = 1
     config.model.time_conditioning = "film"
     config.model.time_embedding_scale = 50.0
     # the gated GELU step costs more at d = 63 (a 95-wide gate input): 19,000 steps there

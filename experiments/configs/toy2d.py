@@ -81,7 +81,7 @@ def get_config(arg: str = "checkerboard") -> ml_collections.ConfigDict:
     # time-dependent gain on every hidden layer; models.VelocityMLP).
     # time_embedding_scale: the sinusoidal embedding's highest angular frequency in t;
     # logit_time_dim: k > 0 adds k sinusoids of logit(t) (models.mlp.logit_time_embedding).
-    # gated_first_layer: the first hidden layer multiplied by an affine gate of its input.
+    # gated_layers: k > 0 multiplies the first k hidden layers by affine gates of the input.
     config.model = ml_collections.ConfigDict(
         {
             "hidden_sizes": (256, 256, 256),
@@ -90,7 +90,7 @@ def get_config(arg: str = "checkerboard") -> ml_collections.ConfigDict:
             "time_conditioning": "concat",
             "time_embedding_scale": 1e3,
             "logit_time_dim": 0,
-            "gated_first_layer": False,
+            "gated_layers": 0,
         }
     )
     config.optimizer = ml_collections.ConfigDict(

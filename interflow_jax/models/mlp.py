@@ -87,12 +87,14 @@ class VelocityMLP(nn.Module):
     logit_time_dim: k > 0 appends `logit_time_embedding(t, k)` to the time features (the
     input and the FiLM gains); 0 (the default) leaves them as they are.
 
-    gated_first_layer: the first hidden layer becomes h_1 = act(a_1) * (1 + B z + c), with
-    z the layer's input (x, embed(t) and labels) and B, c a Dense (named gate_0)
-    initialised to zero, so a gated network starts as its plain twin. The product of two
-    affine maps of the input gives each unit a quadratic in x (a GLU, Shazeer 2020),
-    as the log-density of a Gaussian and the responsibilities of a mixture are, for
-    the price of a second d_in x width_1 product; the closed-form trace stays exact.
+    gated_layers: k > 0 multiplies each of the first k hidden layers by an affine gate of
+    the network's input z (x, embed(t) and labels): h_l = act(a_l) * (1 + B_l z + c_l),
+    with B_l, c_l a Dense (named gate_{l-1}) initialised to zero, so a gated network
+    starts as its plain twin. The product of two affine maps gives each first-layer unit
+    a quadratic in x (a GLU, Shazeer 2020), as the log-density of a Gaussian and the
+    responsibilities of a mixture are; a gated second layer multiplies the features of
+    the first by affine functions of x again. Each gate costs one d_in x width_l
+    product, small beside a width_1 x width_2 one; the closed-form trace stays exact.
     """
 
     hidden_sizes: Sequence[int] = (256, 256, 256)
@@ -104,7 +106,7 @@ class VelocityMLP(nn.Module):
     time_conditioning: str = "concat"
     time_embedding_scale: float = 1e3
     logit_time_dim: int = 0
-    gated_first_layer: bool = False
+    gated_layers: int = 0
 
     @nn.compact
     def __call__(
@@ -117,7 +119,7 @@ class VelocityMLP(nn.Module):
         """v(t, x) of x's shape; with `with_preactivations`, (v, [(a_l, gain_l, gate_l)])
         where a_l (batch, width_l) is hidden layer l's input to the activation, gain_l the
         FiLM gain 1 + g_l(t) of that layer ('film') or None ('concat'), and gate_l the
-        factor 1 + B z + c of a gated first layer (None elsewhere)."""
+        factor 1 + B_l z + c_l of a gated layer (None where there is no gate)."""
         if self.time_conditioning not in TIME_CONDITIONINGS:
             raise ValueError(
                 f"time_conditioning must be one of {TIME_CONDITIONINGS}; "
@@ -126,6 +128,11 @@ class VelocityMLP(nn.Module):
         if self.logit_time_dim < 0 or self.logit_time_dim % 2:
             raise ValueError(
                 f"logit_time_dim must be an even number >= 0; got {self.logit_time_dim!r}."
+            )
+        if not 0 <= self.gated_layers <= len(self.hidden_sizes):
+            raise ValueError(
+                f"gated_layers must be between 0 and the {len(self.hidden_sizes)} hidden "
+                f"layers; got {self.gated_layers!r}."
             )
         act = get_activation(self.activation)
         flat = x.reshape(x.shape[0], -1)
@@ -141,15 +148,15 @@ class VelocityMLP(nn.Module):
         )
         if label_features is not None:
             features.append(label_features)
-        h = jnp.concatenate(features, axis=-1)
+        h = inputs = jnp.concatenate(features, axis=-1)
         preactivations = []
         for layer, width in enumerate(self.hidden_sizes):
             a, gain, gate = nn.Dense(width, param_dtype=self.param_dtype)(h), None, None
             if self.time_conditioning == "film":
                 gain = 1.0 + self._film(layer, width)(time_features)
                 a = gain * a
-            if layer == 0 and self.gated_first_layer:
-                gate = 1.0 + self._zero_dense(width, "gate_0")(h)
+            if layer < self.gated_layers:
+                gate = 1.0 + self._zero_dense(width, f"gate_{layer}")(inputs)
             preactivations.append((a, gain, gate))
             h = act(a) if gate is None else act(a) * gate
         out = nn.Dense(
@@ -180,11 +187,12 @@ class VelocityMLP(nn.Module):
             two hidden layers: div = s_1^T (K_2 * (K_3 K_x)^T) s_2.
         The (h_1, h_2) matrix is formed once per call, then each sample costs one
         h_1 x h_2 product, as a forward pass, where the generic exact divergence makes
-        D = dim(x) Jacobian-vector products. A gated first layer, h_1 = act(a_1) * q with
-        q = 1 + B z + c, has dh_1/dx = diag(s_1 q) K_x + diag(act(a_1)) B_x, so the trace
-        is the sum of the two terms above with (s_1 q, K_x) and (act(a_1), B_x) in place
-        of (s_1, K_x). Shapes: t (batch,), x (batch, *dims) -> ((batch, *dims), (batch,)).
-        Only for 1 or 2 hidden layers (ValueError otherwise).
+        D = dim(x) Jacobian-vector products. A gated layer, h_l = act(a_l) * q_l with
+        q_l = 1 + B_l z + c_l, adds diag(act(a_l)) B_{l,x} to dh_l/dx and scales its slope
+        to s_l q_l: the first layer's Jacobian is a sum of two terms diag(u) K^T, each
+        giving one of the forms above, and a gated last hidden layer adds the one-layer
+        form with (act(a_l), B_{l,x}). Shapes: t (batch,), x (batch, *dims) ->
+        ((batch, *dims), (batch,)). Only for 1 or 2 hidden layers (ValueError otherwise).
         """
         if not self.has_closed_form_divergence:
             raise ValueError(
@@ -192,21 +200,29 @@ class VelocityMLP(nn.Module):
                 f"hidden_sizes={tuple(self.hidden_sizes)}. Use the generic exact divergence."
             )
         velocity, preactivations = self(t, x, y, with_preactivations=True)
-        slopes = [self._slope(a, gain) for a, gain, _ in preactivations]
         params = self.variables["params"]
         kernels = [params[f"Dense_{i}"]["kernel"] for i in range(len(self.hidden_sizes) + 1)]
         dim = math.prod(x.shape[1:])
-        reads_x, out = kernels[0][:dim], kernels[-1]
-        terms = [(slopes[0], reads_x)]  # pairs (u, K) with dh_1/dx = sum diag(u) K^T
-        a_1, _, gate = preactivations[0]
-        if gate is not None:
-            gate_reads_x = params["gate_0"]["kernel"][:dim]
-            act_1 = get_activation(self.activation)(a_1)
-            terms = [(slopes[0] * gate, reads_x), (act_1, gate_reads_x)]
-        if len(slopes) == 1:
-            return velocity, sum(u @ jnp.sum(k.T * out, axis=1) for u, k in terms)
-        divergence = sum((u @ (kernels[1] * (out @ k).T)) * slopes[1] for u, k in terms)
-        return velocity, jnp.sum(divergence, axis=-1)
+        out = kernels[-1]
+        # per layer: the slope of h_l in its own pre-activation, and the pairs (u, K) of
+        # the direct terms diag(u) K^T of dh_l/dx (the first layer's K_x; each gate's B_x)
+        slopes, direct_terms = [], []
+        for layer, (a, gain, gate) in enumerate(preactivations):
+            slope = self._slope(a, gain)
+            direct = [(slope, kernels[0][:dim])] if layer == 0 else []
+            if gate is not None:
+                direct = [(u * gate, k) for u, k in direct]
+                gate_reads_x = params[f"gate_{layer}"]["kernel"][:dim]
+                direct.append((get_activation(self.activation)(a), gate_reads_x))
+                slope = slope * gate
+            slopes.append(slope)
+            direct_terms.append(direct)
+        last = direct_terms[-1]  # the last hidden layer's own terms meet K_out directly
+        divergence = sum(u @ jnp.sum(k.T * out, axis=1) for u, k in last) if last else 0.0
+        if len(preactivations) == 2:
+            for u, k in direct_terms[0]:
+                divergence += jnp.sum((u @ (kernels[1] * (out @ k).T)) * slopes[1], axis=-1)
+        return velocity, divergence
 
     def _slope(self, preactivation: jax.Array, gain: jax.Array | None) -> jax.Array:
         """d act(a_l) / d(W_l h): act'(a_l), times the FiLM gain where there is one."""

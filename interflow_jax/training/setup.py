@@ -319,7 +319,7 @@ def build_module(model):
         time_conditioning=model.get("time_conditioning", "concat"),
         time_embedding_scale=float(model.get("time_embedding_scale", 1e3)),
         logit_time_dim=int(model.get("logit_time_dim", 0)),
-        gated_first_layer=bool(model.get("gated_first_layer", False)),
+        gated_layers=int(model.get("gated_layers", 0)),
     )
 
 
