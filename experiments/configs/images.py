@@ -46,10 +46,10 @@ SETTINGS = {
             dropout=0.1,
             time_embedding_scale=50.0,
         ),
-        64,  # batch 64 runs ~2.4x the steps/s of 128 on 2 CPU cores
-        22_000,
+        32,  # batch 32 runs ~3.6x the steps/s of 128 on 2 CPU cores (BUILD_NOTES, Images)
+        28_000,
         1e-3,
-    ),  # our choice: ~13 minutes on 2 CPU cores (BUILD_NOTES, Images)
+    ),  # our choice: ~11 minutes on 2 CPU cores
     "mnist": (
         "mnist",
         dict(
