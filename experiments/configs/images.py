@@ -136,7 +136,8 @@ def _folder_size(arg: str, smoke: bool) -> int:
 
 def _folder_settings(size: int):
     """Our choice for a user's folder at S x S: the digits U-Net and optimiser up to 16
-    pixels; beyond, a 3-level 64-channel U-Net (S divisible by 4) at DDPM's rate."""
+    pixels (with the digits' time law and evaluation, `_digits`, at batch 128); beyond,
+    a 3-level 64-channel U-Net (S divisible by 4) at DDPM's rate."""
     if size <= 16:
         unet = dict(
             channels=16,
