@@ -217,8 +217,8 @@ class VelocityMLP(nn.Module):
                 slope = slope * gate
             slopes.append(slope)
             direct_terms.append(direct)
-        last = direct_terms[-1]  # the last hidden layer's own terms meet K_out directly
-        divergence = sum(u @ jnp.sum(k.T * out, axis=1) for u, k in last) if last else 0.0
+        # the last hidden layer's own terms meet K_out directly (none: 0)
+        divergence = sum(u @ jnp.sum(k.T * out, axis=1) for u, k in direct_terms[-1])
         if len(preactivations) == 2:
             for u, k in direct_terms[0]:
                 divergence += jnp.sum((u @ (kernels[1] * (out @ k).T)) * slopes[1], axis=-1)
