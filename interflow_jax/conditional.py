@@ -84,10 +84,16 @@ def make_label_binder(num_classes: int, p_uncond: float):
     labels are dropped to the null label w.p. p_uncond (`drop_labels`), broadcast to
     (*repeats, N) and flattened (one label per network input: the all-pairs estimator
     repeats the N targets over times and base samples), and bound as params['labels'].
+    The transform indices batch['augmentation'] (N,) of augmented images
+    (`data.augment`) are broadcast the same way, never dropped, as params['augmentation'].
     """
     p_uncond = check_p_uncond(p_uncond)
 
     def bind(params, batch, key, repeats=()):
+        if "augmentation" in batch:
+            indices = batch["augmentation"]
+            indices = jnp.broadcast_to(indices, (*repeats, indices.shape[0])).reshape(-1)
+            params = {**params, "augmentation": indices.astype(jnp.int32)}
         if "y" not in batch:
             return params
         if num_classes < 1:

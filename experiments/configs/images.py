@@ -164,7 +164,15 @@ def get_config(arg: str = "digits") -> ml_collections.ConfigDict:
     config.data.num_test = 10_000  # the first 10,000 test images (all of them when smaller)
     # time_embedding_scale: the time sinusoids' highest angular frequency per unit t
     unet = {"dropout": 0.0, "time_embedding_scale": 1e3, **(unet if not smoke else _SMOKE_UNET)}
-    config.model = {"kind": "unet", "unet": unet}
+    # augmentation: 'none', 'hflip' or 'dihedral' (interflow_jax/data/augment.py): train
+    # v(t, x | a) on transformed images T_a x, a = 0 (the identity) w.p. p_identity, and
+    # evaluate at a = 0
+    config.model = {
+        "kind": "unet",
+        "unet": unet,
+        "augmentation": "none",
+        "augmentation_p_identity": 0.5,
+    }
     config.optimizer.update(learning_rate=learning_rate, warmup_steps=5_000, grad_clip_norm=1.0)
     config.training.update(
         num_steps=num_steps,

@@ -36,21 +36,37 @@ def as_conditional_field(module: nn.Module):
     that entry the null label K is used, which gives the unconditional field. Keeping the
     labels in params keeps the one signature field(t, x, params), so flows, likelihoods
     and samplers work unchanged (`interflow_jax.conditional.with_labels`). As `as_field`,
-    a closed-form trace comes as `field.value_and_divergence`.
+    a closed-form trace comes as `field.value_and_divergence`. A module with
+    `num_augmentations > 0` also reads params['augmentation'] (transform indices; without
+    it, the identity), `condition_kwargs`.
     """
 
     def field(t, x, params):
-        return module.apply(params["velocity"], t, x, y=params.get("labels"))
+        return module.apply(params["velocity"], t, x, **condition_kwargs(module, params))
 
     if getattr(module, "has_closed_form_divergence", False):
 
         def value_and_divergence(t, x, params):
             return module.apply(
-                params["velocity"], t, x, y=params.get("labels"), method="velocity_and_divergence"
+                params["velocity"],
+                t,
+                x,
+                **condition_kwargs(module, params),
+                method="velocity_and_divergence",
             )
 
         field.value_and_divergence = value_and_divergence
     return field
+
+
+def condition_kwargs(module: nn.Module, params) -> dict:
+    """The keyword arguments a conditional field passes its module from params: the labels
+    y = params.get('labels'), and the augmentation indices params.get('augmentation') for a
+    module with `num_augmentations > 0`."""
+    kwargs = {"y": params.get("labels")}
+    if getattr(module, "num_augmentations", 0):
+        kwargs["augmentation"] = params.get("augmentation")
+    return kwargs
 
 
 def init_params(module: nn.Module, key: jax.Array, event_shape: tuple[int, ...]):

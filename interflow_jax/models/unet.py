@@ -183,6 +183,11 @@ class UNet(nn.Module):
     row K the null label (y = None); see `models.labels`. With K = 0 (the default) there
     is no table and the parameters are those of the unconditional U-Net.
 
+    Augmentation-conditioned (num_augmentations = A > 0; `interflow_jax.data.augment`): a learned
+    (A, 4 channels) table, zero at initialisation, is added to the time embedding too,
+    temb(t) + E[y] + F[a], for the index a of the transform the input went through;
+    `augmentation=None` means a = 0, the identity, at which the density is evaluated.
+
     time_embedding_scale: the time sinusoids' highest angular frequency per unit t (DDPM's
     1e3, for t counted in 1,000 steps); a lower one makes the field smoother in t, so an
     adaptive ODE solver takes fewer steps (as `models.VelocityMLP`).
@@ -199,6 +204,7 @@ class UNet(nn.Module):
     param_dtype: Any = jnp.float32
     num_classes: int = 0
     time_embedding_scale: float = 1e3
+    num_augmentations: int = 0
 
     def _widths(self) -> list[int]:
         return [self.channels * m for m in self.channel_multipliers]
@@ -238,12 +244,18 @@ class UNet(nn.Module):
 
     @nn.compact
     def __call__(
-        self, t: jax.Array, x: jax.Array, train: bool = False, y: jax.Array | None = None
+        self,
+        t: jax.Array,
+        x: jax.Array,
+        train: bool = False,
+        y: jax.Array | None = None,
+        augmentation: jax.Array | None = None,
     ) -> jax.Array:
         num_levels = len(self.channel_multipliers)
         t = _check_inputs(t, x, num_levels)
         self._check_config(x.shape[1])
         temb = self._embedding(t, y, x.shape[0])
+        temb = temb + self._augmentation_embedding(augmentation, x.shape[0])
         conv_in = nn.Conv(self.channels, (3, 3), padding="SAME", name="conv_in", **self._modules())
         skips = [conv_in(x.astype(self.dtype))]
         h = self._down(skips, temb, train)
@@ -275,6 +287,26 @@ class UNet(nn.Module):
             self.num_classes, 4 * self.channels, name="label_embedding", **self._modules()
         )
         return temb + table(labels)
+
+    def _augmentation_embedding(self, augmentation, batch: int):
+        """F[a] (batch, 4 channels) for transform indices a (None: the identity, 0)."""
+        if not self.num_augmentations:
+            if augmentation is not None:
+                raise ValueError(
+                    "augmentation indices were given to a UNet with num_augmentations = 0."
+                )
+            return 0.0
+        if augmentation is None:
+            augmentation = jnp.zeros((batch,), jnp.int32)
+        indices = jnp.broadcast_to(jnp.asarray(augmentation, jnp.int32), (batch,))
+        table = nn.Embed(
+            self.num_augmentations,
+            4 * self.channels,
+            embedding_init=_zeros,
+            name="augmentation_embedding",
+            **self._modules(),
+        )
+        return table(indices)
 
     def _down(self, skips: list, temb: jax.Array, train: bool) -> jax.Array:
         """Down path; appends every activation the up path will concatenate to `skips`."""

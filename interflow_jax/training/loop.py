@@ -17,6 +17,7 @@ import numpy as np
 from absl import logging
 from tqdm.auto import tqdm
 
+from interflow_jax.data import augment
 from interflow_jax.training import (
     checkpoint,
     cpu_prng,
@@ -81,8 +82,14 @@ def build_multi_step(config, problem, field, mesh):
     step = make_train_step(loss_fn, setup.build_optimizer(config), training.ema_decay)
     conditional = setup.num_classes(config) > 0
 
+    augmentation, p_identity = setup.augmentation(config.model)
+
     def batch_fn(key, data):
         batch = target_batch(problem, key, data, training.batch_size, conditional)
+        if augmentation != "none":  # (T_a x1, a): data.augment
+            batch["x1"], batch["augmentation"] = augment.augment(
+                jax.random.fold_in(key, 5), batch["x1"], augmentation, p_identity
+            )
         if problem.base.log_prob is None:  # data -> data: draw the base data set here
             batch["x0"] = problem.base.sample(jax.random.fold_in(key, 1), training.batch_size)
         return sharding.constrain_batch(batch, mesh)

@@ -26,13 +26,14 @@ from interflow_jax import (
 )
 from interflow_jax.checks import check_positive_int
 from interflow_jax.conditional import check_p_uncond
-from interflow_jax.data import images, mixtures, tabular, toy2d
+from interflow_jax.data import augment, images, mixtures, tabular, toy2d
 from interflow_jax.data.image_folder import LabelledImages
 from interflow_jax.models import (
     ResidualVelocityMLP,
     UNet,
     VelocityMLP,
     as_conditional_field,
+    condition_kwargs,
     init_params,
 )
 from interflow_jax.training import optimizer as optimizer_lib
@@ -300,11 +301,34 @@ def check_labels(config, problem: Problem) -> None:
         )
 
 
+def augmentation(model) -> tuple[str, float]:
+    """(kind, p_identity) of model.augmentation / model.augmentation_p_identity ('none' and
+    1.0 when absent): the transforms a U-Net is conditioned on (`data.augment`)."""
+    kind = model.get("augmentation", "none")
+    augment.num_transforms(kind)
+    p_identity = augment.check_p_identity(model.get("augmentation_p_identity", 1.0))
+    if kind != "none" and model.get("kind", "mlp") != "unet":
+        raise ValueError(
+            f"model.augmentation={kind!r} transforms images and needs model.kind='unet'; got "
+            f"{model.get('kind', 'mlp')!r}."
+        )
+    return kind, p_identity
+
+
+def num_augmentations(model) -> int:
+    """A of an augmentation-conditioned U-Net, 0 without augmentation."""
+    kind, _ = augmentation(model)
+    return 0 if kind == "none" else augment.num_transforms(kind)
+
+
 def build_module(model):
     kind = model.get("kind", "mlp")
     classes = model.get("num_classes", 0)
     if kind == "unet":
-        return UNet(**model.unet.to_dict(), num_classes=classes)
+        return UNet(
+            **model.unet.to_dict(), num_classes=classes, num_augmentations=num_augmentations(model)
+        )
+    num_augmentations(model)  # a clear error for augmentation without a U-Net
     if kind == "resmlp":
         return ResidualVelocityMLP(**model.resmlp.to_dict(), num_classes=classes)
     if kind != "mlp":
@@ -333,8 +357,8 @@ def build_training_field(config):
     def field_for(key):
         def field(t, x, params):
             rngs = {"dropout": key}
-            labels = params.get("labels")
-            return module.apply(params["velocity"], t, x, train=True, y=labels, rngs=rngs)
+            kwargs = condition_kwargs(module, params)
+            return module.apply(params["velocity"], t, x, train=True, rngs=rngs, **kwargs)
 
         return field
 
