@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from experiments.configs import toy2d as toy2d_config
-from interflow_jax.training import setup
+from interflow_jax.training import setup, tensorboard
 
 
 def _learnable_config(learn_base=False):
@@ -61,3 +61,27 @@ def test_learnable_state_and_loss():
     grads = jax.grad(lambda p: loss_fn(p, batch, jax.random.key(1))[0])(params)
     assert float(jnp.abs(grads["base"]["mean"]).sum()) > 0  # the base is in the game
     assert float(jnp.abs(grads["interpolant"]["alpha"]).sum()) > 0
+
+
+def test_adam_moment_decays_reach_the_optimizer_from_the_config():
+    """Adam's second step with gradients 1 then 2: m / sqrt(v) depends on b1 and b2."""
+
+    def second_update(**settings):
+        config = toy2d_config.get_config("checkerboard,smoke")
+        config.optimizer.update(grad_clip_norm=1e6, **settings)
+        optimizer = setup.build_optimizer(config)
+        params = {"velocity": jnp.zeros(1)}
+        state = optimizer.init(params)
+        for g in (1.0, 2.0):
+            updates, state = optimizer.update({"velocity": jnp.full(1, g)}, state, params)
+        return float(updates["velocity"][0]) / tensorboard.learning_rate_fn(config)(2)
+
+    def expected(b1, b2):
+        m = (b1 * (1 - b1) + (1 - b1) * 2) / (1 - b1**2)
+        v = (b2 * (1 - b2) + (1 - b2) * 4) / (1 - b2**2)
+        return -m / (np.sqrt(v) + 1e-8)
+
+    for b1, b2 in ((0.9, 0.999), (0.5, 0.9)):
+        np.testing.assert_allclose(
+            second_update(b1=b1, b2=b2), expected(b1, b2), rtol=1e-4
+        )  # float32

@@ -122,6 +122,8 @@ def test_checkpoint_round_trip(tmp_path):
         ({"learning_rate": -1.0}, "learning_rate"),
         ({"warmup_steps": 200}, "warmup_steps=200"),
         ({"grad_clip_norm": 0.0}, "grad_clip_norm"),
+        ({"b2": 1.0}, r"optimizer.b2 must lie in \[0, 1\); got 1.0"),
+        ({"b1": -0.1}, "optimizer.b1"),
     ],
 )
 def test_bad_optimizer_settings_raise(kwargs, match):

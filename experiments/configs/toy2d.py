@@ -94,7 +94,14 @@ def get_config(arg: str = "checkerboard") -> ml_collections.ConfigDict:
         }
     )
     config.optimizer = ml_collections.ConfigDict(
-        {"learning_rate": 2e-3, "warmup_steps": 500, "grad_clip_norm": 1.0, "weight_decay": 0.0}
+        {
+            "learning_rate": 2e-3,
+            "warmup_steps": 500,
+            "grad_clip_norm": 1.0,
+            "weight_decay": 0.0,
+            "b1": 0.9,  # Adam's moment decays
+            "b2": 0.999,
+        }
     )
     config.training = ml_collections.ConfigDict(
         {

@@ -34,9 +34,13 @@ def make_optimizer(
     b1: float = 0.9,
     b2: float = 0.999,
 ) -> optax.GradientTransformation:
-    """clip_by_global_norm(grad_clip_norm) then AdamW with the warm-up/cosine schedule."""
+    """clip_by_global_norm(grad_clip_norm) then AdamW (moment decays b1, b2) with the
+    warm-up/cosine schedule."""
     if grad_clip_norm <= 0:
         raise ValueError(f"grad_clip_norm must be positive; got {grad_clip_norm}.")
+    for name, value in (("b1", b1), ("b2", b2)):
+        if not 0.0 <= value < 1.0:
+            raise ValueError(f"optimizer.{name} must lie in [0, 1); got {value}.")
     schedule = make_learning_rate(learning_rate, warmup_steps, total_steps)
     return optax.chain(
         optax.clip_by_global_norm(grad_clip_norm),

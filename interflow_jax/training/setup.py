@@ -554,6 +554,8 @@ def build_optimizer(config):
         check_positive_int(training.num_steps, "training.num_steps"),
         opt.grad_clip_norm,
         opt.weight_decay,
+        b1=float(opt.get("b1", 0.9)),
+        b2=float(opt.get("b2", 0.999)),
     )
     if not is_learnable(config):
         return optax.multi_transform(
