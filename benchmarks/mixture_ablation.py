@@ -93,6 +93,8 @@ VARIANTS = {
     "gated_gelu": ["model.gated_layers=1", "model.activation='gelu'"],
     # both hidden layers gated by the input (the configs' _wide gates the first)
     "gated2": ["model.gated_layers=2"],
+    # a time-dependent linear map of x added to the output (4 Bernstein terms in t)
+    "linear_skip_4": ["model.linear_skip_terms=4"],
 }
 
 

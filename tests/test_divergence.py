@@ -80,9 +80,11 @@ def test_bad_hutchinson_mode():
 
 def _mlp_and_params(hidden_sizes, activation, dims, jittered, num_classes=0, conditioning="concat"):
     """conditioning: 'concat', 'film', or either with ',gated' (a gated first layer) or
-    ',gated2' (both hidden layers gated)."""
-    conditioning, *gated = conditioning.split(",")
+    ',gated2' (both hidden layers gated), and ',skipM' (a linear skip of M terms)."""
+    conditioning, *options = conditioning.split(",")
+    gated = [o for o in options if o.startswith("gated")]
     gated_layers = int(gated[0].removeprefix("gated") or 1) if gated else 0
+    skips = [int(o.removeprefix("skip")) for o in options if o.startswith("skip")]
     module = VelocityMLP(
         hidden_sizes=hidden_sizes,
         activation=activation,
@@ -92,6 +94,7 @@ def _mlp_and_params(hidden_sizes, activation, dims, jittered, num_classes=0, con
         label_embedding_dim=4,
         time_conditioning=conditioning,
         gated_layers=gated_layers,
+        linear_skip_terms=skips[0] if skips else 0,
     )
     return module, jittered(init_params(module, jax.random.key(6), dims), 0.3, seed=7)
 
@@ -111,6 +114,8 @@ def _mlp_and_params(hidden_sizes, activation, dims, jittered, num_classes=0, con
         ((9, 8), "gelu", (2, 3), "film,gated2"),
         ((8, 6), "silu", (5,), "concat,gated2"),
         ((10,), "tanh", (3,), "film,gated"),
+        ((9, 8), "gelu", (2, 3), "film,gated,skip3"),
+        ((7,), "silu", (4,), "concat,skip1"),
     ],
 )
 def test_closed_form_mlp_divergence_equals_the_generic_exact_divergence(
@@ -129,7 +134,7 @@ def test_closed_form_mlp_divergence_equals_the_generic_exact_divergence(
     assert np.std(np.asarray(div)) > 1e-3  # the divergences differ between samples
 
 
-@pytest.mark.parametrize("conditioning", ["concat", "film,gated", "film,gated2"])
+@pytest.mark.parametrize("conditioning", ["concat", "film,gated", "film,gated2", "film,skip2"])
 def test_closed_form_divergence_with_labels_and_its_limits(conditioning, jittered, x64):
     module, params = _mlp_and_params(
         (9, 7), "gelu", (4,), jittered, num_classes=3, conditioning=conditioning
@@ -224,3 +229,20 @@ def test_logit_time_features_keep_the_closed_form_trace_exact_and_finite_at_the_
     np.testing.assert_allclose(features[2, 2], np.sin(3 * u * 100 ** (-2 / 3)), rtol=1e-12)
     with pytest.raises(ValueError, match="logit_time_dim must be an even number >= 0; got -2"):
         init_params(VelocityMLP(logit_time_dim=-2), jax.random.key(0), (3,))
+
+
+def test_linear_skip_starts_as_the_plain_network_and_its_basis_sums_to_one():
+    t = jnp.linspace(0.0, 1.0, 7)
+    for m in (1, 2, 5):
+        basis = mlp_module.bernstein_basis(t, m, 7)
+        np.testing.assert_allclose(basis.sum(axis=1), 1.0, rtol=1e-6)
+        assert basis.shape == (7, m) and float(basis.min()) >= 0.0
+    np.testing.assert_allclose(mlp_module.bernstein_basis(t, 2, 7), jnp.stack([1 - t, t], axis=1))
+    x = jax.random.normal(jax.random.key(3), (7, 4))
+    plain, skipped = (VelocityMLP((8,), linear_skip_terms=m) for m in (0, 3))
+    params = init_params(skipped, jax.random.key(0), (4,))
+    assert params["params"]["linear_skip"].shape == (3, 4, 4)
+    without = {"params": {k: v for k, v in params["params"].items() if k != "linear_skip"}}
+    np.testing.assert_array_equal(skipped.apply(params, t, x), plain.apply(without, t, x))
+    with pytest.raises(ValueError, match="linear_skip_terms must be >= 0; got -1"):
+        init_params(VelocityMLP((8,), linear_skip_terms=-1), jax.random.key(0), (4,))

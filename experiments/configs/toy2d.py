@@ -91,6 +91,8 @@ def get_config(arg: str = "checkerboard") -> ml_collections.ConfigDict:
             "time_embedding_scale": 1e3,
             "logit_time_dim": 0,
             "gated_layers": 0,
+            # linear_skip_terms: m > 0 adds sum_j phi_j(t) x K_j (Bernstein phi_j) to v
+            "linear_skip_terms": 0,
         }
     )
     config.optimizer = ml_collections.ConfigDict(

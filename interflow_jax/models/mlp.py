@@ -64,6 +64,15 @@ def logit_time_embedding(t: jax.Array, dim: int) -> jax.Array:
     return sinusoidal_embedding(jnp.log(t) - jnp.log1p(-t), dim, max_period=100.0, scale=3.0)
 
 
+def bernstein_basis(t: jax.Array, m: int, batch: int, dtype=jnp.float32) -> jax.Array:
+    """The m Bernstein polynomials of degree m - 1 at t (batch,) or (): (batch, m),
+    phi_j(t) = C(m-1, j) t^j (1 - t)^(m-1-j); they sum to 1."""
+    t = jnp.broadcast_to(jnp.asarray(t, dtype), (batch,))[:, None]
+    j = jnp.arange(m, dtype=dtype)
+    binomial = jnp.asarray([math.comb(m - 1, k) for k in range(m)], dtype)
+    return binomial * t**j * (1 - t) ** (m - 1 - j)
+
+
 class VelocityMLP(nn.Module):
     """v(t, x): concat(flatten(x), embed(t)) -> hidden layers -> flatten(x)-sized output.
 
@@ -95,6 +104,13 @@ class VelocityMLP(nn.Module):
     responsibilities of a mixture are; a gated second layer multiplies the features of
     the first by affine functions of x again. Each gate costs one d_in x width_l
     product, small beside a width_1 x width_2 one; the closed-form trace stays exact.
+
+    linear_skip_terms: m > 0 adds a time-dependent linear map of x to the output,
+    v += sum_j phi_j(t) x K_j with phi_j the Bernstein polynomials of degree m - 1 in t
+    (phi_j = C(m-1, j) t^j (1-t)^(m-1-j); m = 1: one constant map) and K_j (d, d)
+    matrices initialised to zero (named linear_skip, shape (m, d, d)): the part of the
+    field that is affine in x (all of it for a Gaussian target, PAPER section 7) without
+    the hidden layers. Its trace, sum_j phi_j(t) tr K_j, joins the closed form.
     """
 
     hidden_sizes: Sequence[int] = (256, 256, 256)
@@ -107,6 +123,7 @@ class VelocityMLP(nn.Module):
     time_embedding_scale: float = 1e3
     logit_time_dim: int = 0
     gated_layers: int = 0
+    linear_skip_terms: int = 0
 
     @nn.compact
     def __call__(
@@ -129,6 +146,8 @@ class VelocityMLP(nn.Module):
             raise ValueError(
                 f"logit_time_dim must be an even number >= 0; got {self.logit_time_dim!r}."
             )
+        if self.linear_skip_terms < 0:
+            raise ValueError(f"linear_skip_terms must be >= 0; got {self.linear_skip_terms!r}.")
         if not 0 <= self.gated_layers <= len(self.hidden_sizes):
             raise ValueError(
                 f"gated_layers must be between 0 and the {len(self.hidden_sizes)} hidden "
@@ -161,8 +180,23 @@ class VelocityMLP(nn.Module):
             h = act(a) if gate is None else act(a) * gate
         out = nn.Dense(
             flat.shape[1], kernel_init=nn.initializers.zeros_init(), param_dtype=self.param_dtype
-        )(h).reshape(x.shape)
+        )(h)
+        if self.linear_skip_terms:
+            basis, kernels = self._linear_skip(t, flat.shape)
+            mapped = (flat @ kernels.transpose(1, 0, 2).reshape(flat.shape[1], -1)).reshape(
+                flat.shape[0], self.linear_skip_terms, flat.shape[1]
+            )
+            out = out + jnp.einsum("bm,bmd->bd", basis, mapped)
+        out = out.reshape(x.shape)
         return (out, preactivations) if with_preactivations else out
+
+    def _linear_skip(self, t: jax.Array, flat_shape) -> tuple[jax.Array, jax.Array]:
+        """(phi(t) (batch, m), K (m, d, d)) of the linear skip: Bernstein basis and kernels."""
+        m, (batch, dim) = self.linear_skip_terms, flat_shape
+        kernels = self.param(
+            "linear_skip", nn.initializers.zeros_init(), (m, dim, dim), self.param_dtype
+        )
+        return bernstein_basis(t, m, batch, kernels.dtype), kernels
 
     def _film(self, layer: int, width: int) -> nn.Dense:
         return self._zero_dense(width, f"film_{layer}")
@@ -222,6 +256,10 @@ class VelocityMLP(nn.Module):
         if len(preactivations) == 2:
             for u, k in direct_terms[0]:
                 divergence += jnp.sum((u @ (kernels[1] * (out @ k).T)) * slopes[1], axis=-1)
+        if self.linear_skip_terms:
+            skip = params["linear_skip"]
+            basis = bernstein_basis(t, self.linear_skip_terms, x.shape[0], skip.dtype)
+            divergence += basis @ jnp.trace(skip, axis1=1, axis2=2)
         return velocity, divergence
 
     def _slope(self, preactivation: jax.Array, gain: jax.Array | None) -> jax.Array:

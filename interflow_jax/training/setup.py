@@ -344,6 +344,7 @@ def build_module(model):
         time_embedding_scale=float(model.get("time_embedding_scale", 1e3)),
         logit_time_dim=int(model.get("logit_time_dim", 0)),
         gated_layers=int(model.get("gated_layers", 0)),
+        linear_skip_terms=int(model.get("linear_skip_terms", 0)),
     )
 
 
