@@ -1,5 +1,6 @@
 """Digits training step against batch size, side by side: steps/s and digits/s of the
-digits config's U-Net at batch 32, 64 and 128 (BUILD_NOTES, Images: the batch finding).
+digits config's U-Net at batch 32, 64 and 128 (BUILD_NOTES, Images: the batch finding),
+and of variants of the config (--variant NAME:SETTING[;SETTING...], repeatable).
 
 Each batch size runs the library's own jitted training call (`loop.build_multi_step` on
 `images.py:digits`, one step per call as the config) fed by its host reader of the
@@ -7,9 +8,11 @@ training digits, exactly as `experiments/train.py` runs it. The variants are tim
 turn, once per repetition (~--rep_seconds each, calls calibrated once after warm-up), so
 slow drifts of a shared machine fall on all of them alike. Reported: median steps/s and
 digits/s per batch size, and each rate's ratio to the largest batch's (median and range
-over repetitions).
+over repetitions) and to the config's at the same batch size.
 
   python benchmarks/digits_batch_rate.py [--batch_sizes=32,64,128] [--reps=5]
+  python benchmarks/digits_batch_rate.py --batch_sizes=32 \
+      "--variant=dihedral:model.augmentation='dihedral'" --variant=c24:model.unet.channels=24
 """
 
 from __future__ import annotations
@@ -33,24 +36,37 @@ def parse_args(argv):
     parser.add_argument(
         "--override", action="append", default=[], help="config settings, e.g. model.unet.dropout=0"
     )
+    parser.add_argument(
+        "--variant",
+        action="append",
+        default=[],
+        help="NAME:SETTING[;SETTING...], a variant of the config timed beside it",
+    )
     args = parser.parse_args(argv)
     args.batch_sizes = [int(b) for b in args.batch_sizes.split(",")]
+    args.variants = {"config": []}
+    for item in args.variant:
+        name, _, settings = item.partition(":")
+        if not name or not settings:
+            parser.error(f"--variant must be NAME:SETTING[;SETTING...]; got {item!r}")
+        args.variants[name] = settings.split(";")
     if args.smoke:
         args.batch_sizes, args.reps, args.rep_seconds = [8, 16], 1, 0.05
+        args.variants["hflip"] = ["model.augmentation='hflip'"]
     return args
 
 
-def digits_config(args, batch_size: int):
+def digits_config(args, batch_size: int, variant: str = "config"):
     config = images_config.get_config("digits,smoke" if args.smoke else "digits")
     config.training.batch_size = batch_size
-    apply_overrides(config, args.override)
+    apply_overrides(config, args.override + args.variants[variant])
     return config
 
 
-def training_call(args, batch_size: int):
+def training_call(args, batch_size: int, variant: str):
     """(call, steps per call): one jitted training call of the digits config, its state
     and the host-read batches carried across calls."""
-    config = digits_config(args, batch_size)
+    config = digits_config(args, batch_size, variant)
     mesh = sharding.make_mesh()
     problem = setup.build_problem(config)
     _, field = setup.build_model(config)
@@ -69,14 +85,23 @@ def training_call(args, batch_size: int):
     return call, per_call
 
 
+def ratio_cells(values: np.ndarray, reference: np.ndarray) -> list:
+    med, low, high = bench_common.spread(list(values / reference))
+    return [med, f"{low:.3g}-{high:.3g}"]
+
+
 def rows_for(args, rates: dict) -> list[list]:
+    """Per (variant, batch): steps/s, digits/s, digits/s against the config at the largest
+    batch, and steps/s against the config at the same batch."""
     largest = max(args.batch_sizes)
+    reference = rates[("config", largest)] * largest
     rows = []
-    for batch_size, values in rates.items():
+    for (variant, batch_size), values in rates.items():
         steps = float(np.median(values))
-        per_digit = values * batch_size / (rates[largest] * largest)
-        med, low, high = bench_common.spread(list(per_digit))
-        rows.append([batch_size, steps, steps * batch_size, med, f"{low:.3g}-{high:.3g}"])
+        row = [variant, batch_size, steps, steps * batch_size]
+        row += ratio_cells(values * batch_size, reference)
+        row += ratio_cells(values, rates[("config", batch_size)])
+        rows.append(row)
     return rows
 
 
@@ -84,10 +109,11 @@ def plot(args, rates: dict) -> None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(5.5, 4))
-    sizes = sorted(rates)
-    ax.plot(sizes, [float(np.median(rates[b])) * b for b in sizes], "o-", label="digits/s")
-    ax.plot(sizes, [float(np.median(rates[b])) for b in sizes], "s--", label="steps/s")
-    ax.set(xscale="log", yscale="log", xlabel="batch size", ylabel="rate")
+    sizes = sorted(args.batch_sizes)
+    for variant in args.variants:
+        digits = [float(np.median(rates[(variant, b)])) * b for b in sizes]
+        ax.plot(sizes, digits, "o-", label=f"{variant}: digits/s")
+    ax.set(xscale="log", yscale="log", xlabel="batch size", ylabel="digits / s")
     bench_common.finish_plot(fig, ax, "digits U-Net training", args.outdir, "rates.png")
 
 
@@ -96,17 +122,21 @@ def main(argv=None):
     if digits_config(args, 1).training.unrolled_threefry:  # as the loop does
         cpu_prng.use_unrolled_threefry()
     runs = {
-        b: bench_common.calibrated(training_call(args, b), args.rep_seconds)
+        (variant, b): bench_common.calibrated(training_call(args, b, variant), args.rep_seconds)
+        for variant in args.variants
         for b in args.batch_sizes
     }
-    rates = {b: np.asarray(v) for b, v in bench_common.alternated_rates(runs, args.reps).items()}
+    rates = {k: np.asarray(v) for k, v in bench_common.alternated_rates(runs, args.reps).items()}
+    variants = "; ".join(f"{k}: {v}" for k, v in args.variants.items() if v) or "none"
     lines.append(
         f"- the digits config's U-Net and optimiser, one step per jitted call, host-read "
         f"batches; {args.reps} repetitions alternated (~{args.rep_seconds} s each); "
-        f"overrides {args.override or 'none'}; jax devices {jax.devices()}"
+        f"overrides {args.override or 'none'}; variants {variants}; jax devices {jax.devices()}"
     )
-    columns = ["batch", "steps/s", "digits/s", f"digits/s / batch {max(args.batch_sizes)}"]
-    bench_common.write_table_report(args.outdir, lines, [*columns, "range"], rows_for(args, rates))
+    largest = max(args.batch_sizes)
+    columns = ["variant", "batch", "steps/s", "digits/s", f"digits/s / config at {largest}"]
+    columns += ["range", "steps/s / config", "range"]
+    bench_common.write_table_report(args.outdir, lines, columns, rows_for(args, rates))
     plot(args, rates)
     return rates
 
