@@ -22,7 +22,7 @@ JAX_ONLY = {
     "mixture_ablation": "gaps.png",
     "quality_vs_nfe": "quality_vs_nfe.png",
     "coupling_scope_cost": "ratio_vs_devices.png",
-    "digits_batch_rate": "rates.png",
+    "step_rate": "rates.png",
 }
 WITH_TORCH = {
     "train_step_vs_torchcfm": "steps_per_second.png",

@@ -1,35 +1,42 @@
-"""Digits training step against batch size, side by side: steps/s and digits/s of the
-digits config's U-Net at batch 32, 64 and 128 (BUILD_NOTES, Images: the batch finding),
-and of variants of the config (--variant NAME:SETTING[;SETTING...], repeatable).
+"""Training steps per second of a config against batch size and against variants of
+it, side by side (by default the digits U-Net at batch 32, 64 and 128: BUILD_NOTES,
+Images, the batch finding).
 
-Each batch size runs the library's own jitted training call (`loop.build_multi_step` on
-`images.py:digits`, one step per call as the config) fed by its host reader of the
-training digits, exactly as `experiments/train.py` runs it. The variants are timed in
-turn, once per repetition (~--rep_seconds each, calls calibrated once after warm-up), so
-slow drifts of a shared machine fall on all of them alike. Reported: median steps/s and
-digits/s per batch size, and each rate's ratio to the largest batch's (median and range
-over repetitions) and to the config's at the same batch size.
+Each (variant, batch size) runs the library's own jitted training call
+(`loop.build_multi_step`, training.steps_per_call steps per call as the config) fed as
+`experiments/train.py` feeds it (the host reader of a finite data set, or batches drawn
+in the graph). The variants are timed in turn, once per repetition (~--rep_seconds each,
+calls calibrated once after warm-up), so slow drifts of a shared machine fall on all of
+them alike. Reported: median steps/s and examples/s, each rate's ratio to the config's at
+the largest batch (examples/s) and to the config's at the same batch (steps/s), as
+median and range over repetitions.
 
-  python benchmarks/digits_batch_rate.py [--batch_sizes=32,64,128] [--reps=5]
-  python benchmarks/digits_batch_rate.py --batch_sizes=32 \
+  python benchmarks/step_rate.py [--batch_sizes=32,64,128] [--reps=5]
+  python benchmarks/step_rate.py --batch_sizes=32 \
       "--variant=dihedral:model.augmentation='dihedral'" --variant=c24:model.unet.channels=24
+  python benchmarks/step_rate.py --config=experiments/configs/mixture.py:43 \
+      --batch_sizes=1024 --variant=skip4:model.linear_skip_terms=4
 """
 
 from __future__ import annotations
+
+import os
 
 import bench_common
 import jax
 import numpy as np
 from density_vs_spline_flow import apply_overrides
 
-from experiments.configs import images as images_config
 from interflow_jax.training import cpu_prng, loop, setup, sharding
+from interflow_jax.training.config_io import sibling_config
 
-NAME = "digits_batch_rate"
+NAME = "step_rate"
+DIGITS = "experiments/configs/images.py:digits"
 
 
 def parse_args(argv):
     parser = bench_common.base_parser(__doc__.splitlines()[0], NAME)
+    parser.add_argument("--config", default=DIGITS, help="CONFIG_FILE:ARG, as train.py's")
     parser.add_argument("--batch_sizes", default="32,64,128")
     parser.add_argument("--reps", type=int, default=5)
     parser.add_argument("--rep_seconds", type=float, default=6.0)
@@ -56,17 +63,19 @@ def parse_args(argv):
     return args
 
 
-def digits_config(args, batch_size: int, variant: str = "config"):
-    config = images_config.get_config("digits,smoke" if args.smoke else "digits")
+def load_config(args, batch_size: int, variant: str = "config"):
+    path, _, arg = args.config.partition(":")
+    arg = f"{arg},smoke" if args.smoke else arg
+    config = sibling_config(path, os.path.splitext(os.path.basename(path))[0], arg)
     config.training.batch_size = batch_size
     apply_overrides(config, args.override + args.variants[variant])
     return config
 
 
 def training_call(args, batch_size: int, variant: str):
-    """(call, steps per call): one jitted training call of the digits config, its state
-    and the host-read batches carried across calls."""
-    config = digits_config(args, batch_size, variant)
+    """(call, steps per call): one jitted training call of the config, its state and
+    (for finite data) the host-read batches carried across calls."""
+    config = load_config(args, batch_size, variant)
     mesh = sharding.make_mesh()
     problem = setup.build_problem(config)
     _, field = setup.build_model(config)
@@ -77,7 +86,7 @@ def training_call(args, batch_size: int, variant: str):
     per_call = config.training.steps_per_call
 
     def call():
-        data = host_data.get(carry["step"])
+        data = None if host_data is None else host_data.get(carry["step"])
         carry["state"], metrics = multi_step(carry["state"], data)
         carry["step"] += per_call
         jax.block_until_ready(metrics)
@@ -91,8 +100,8 @@ def ratio_cells(values: np.ndarray, reference: np.ndarray) -> list:
 
 
 def rows_for(args, rates: dict) -> list[list]:
-    """Per (variant, batch): steps/s, digits/s, digits/s against the config at the largest
-    batch, and steps/s against the config at the same batch."""
+    """Per (variant, batch): steps/s, examples/s, examples/s against the config at the
+    largest batch, and steps/s against the config at the same batch."""
     largest = max(args.batch_sizes)
     reference = rates[("config", largest)] * largest
     rows = []
@@ -111,15 +120,15 @@ def plot(args, rates: dict) -> None:
     fig, ax = plt.subplots(figsize=(5.5, 4))
     sizes = sorted(args.batch_sizes)
     for variant in args.variants:
-        digits = [float(np.median(rates[(variant, b)])) * b for b in sizes]
-        ax.plot(sizes, digits, "o-", label=f"{variant}: digits/s")
-    ax.set(xscale="log", yscale="log", xlabel="batch size", ylabel="digits / s")
-    bench_common.finish_plot(fig, ax, "digits U-Net training", args.outdir, "rates.png")
+        examples = [float(np.median(rates[(variant, b)])) * b for b in sizes]
+        ax.plot(sizes, examples, "o-", label=variant)
+    ax.set(xscale="log", yscale="log", xlabel="batch size", ylabel="examples / s")
+    bench_common.finish_plot(fig, ax, f"training: {args.config}", args.outdir, "rates.png")
 
 
 def main(argv=None):
-    args, lines = bench_common.start(parse_args, argv, "Digits training rate against batch size")
-    if digits_config(args, 1).training.unrolled_threefry:  # as the loop does
+    args, lines = bench_common.start(parse_args, argv, "Training steps per second")
+    if load_config(args, 1).training.unrolled_threefry:  # as the loop does
         cpu_prng.use_unrolled_threefry()
     runs = {
         (variant, b): bench_common.calibrated(training_call(args, b, variant), args.rep_seconds)
@@ -129,12 +138,12 @@ def main(argv=None):
     rates = {k: np.asarray(v) for k, v in bench_common.alternated_rates(runs, args.reps).items()}
     variants = "; ".join(f"{k}: {v}" for k, v in args.variants.items() if v) or "none"
     lines.append(
-        f"- the digits config's U-Net and optimiser, one step per jitted call, host-read "
-        f"batches; {args.reps} repetitions alternated (~{args.rep_seconds} s each); "
+        f"- config {args.config}, its training call as the loop runs it; "
+        f"{args.reps} repetitions alternated (~{args.rep_seconds} s each); "
         f"overrides {args.override or 'none'}; variants {variants}; jax devices {jax.devices()}"
     )
     largest = max(args.batch_sizes)
-    columns = ["variant", "batch", "steps/s", "digits/s", f"digits/s / config at {largest}"]
+    columns = ["variant", "batch", "steps/s", "examples/s", f"examples/s / config at {largest}"]
     columns += ["range", "steps/s / config", "range"]
     bench_common.write_table_report(args.outdir, lines, columns, rows_for(args, rates))
     plot(args, rates)
