@@ -139,11 +139,14 @@ def test_loss_binds_each_targets_transform_index(estimator):
 
 
 def test_config_builds_the_conditioned_unet_and_checks_its_settings():
-    config = images_config.get_config("digits,smoke")
+    config = images_config.get_config("mnist,smoke")
     assert setup.build_module(config.model).num_augmentations == 0
-    config.model.augmentation = "dihedral"
+    assert setup.augmentation(config.model) == ("none", 0.5)
+    config = images_config.get_config("digits,smoke")  # the digits' default
     assert setup.build_module(config.model).num_augmentations == 8
-    assert setup.augmentation(config.model) == ("dihedral", 0.5)
+    assert setup.augmentation(config.model) == ("dihedral", 0.75)
+    config.model.augmentation = "hflip"
+    assert setup.build_module(config.model).num_augmentations == 2
     config.model.augmentation = "rotate"
     with pytest.raises(ValueError, match="augmentation must be one of"):
         setup.build_module(config.model)

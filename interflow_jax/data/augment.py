@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 NUM_TRANSFORMS = {"none": 1, "hflip": 2, "dihedral": 8}
 
@@ -41,30 +42,41 @@ def check_p_identity(p_identity) -> float:
     return float(p_identity)
 
 
-def _dihedral_one(image: jax.Array, index: int) -> jax.Array:
-    """Transform `index` of the dihedral group of the square on one (H, H, C) image."""
-    turned = jnp.rot90(image, index % 4, axes=(0, 1))
-    return jnp.swapaxes(turned, 0, 1) if index >= 4 else turned
+def _dihedral_one(image: np.ndarray, index: int) -> np.ndarray:
+    """Transform `index` of the dihedral group of the square on one (H, H) array."""
+    turned = np.rot90(image, index % 4, axes=(0, 1))
+    return turned.T if index >= 4 else turned
 
 
-def _hflip_one(image: jax.Array, index: int) -> jax.Array:
+def _hflip_one(image: np.ndarray, index: int) -> np.ndarray:
     return image[:, ::-1] if index else image
 
 
-def transform(kind: str, images: jax.Array, indices: jax.Array) -> jax.Array:
-    """T_a(x) per example: images (B, H, W, C), indices (B,) ints in 0..K-1 -> (B, H, W, C)."""
+def pixel_permutations(kind: str, height: int, width: int) -> np.ndarray:
+    """(K, H * W) int32: row a lists, for each output pixel of T_a, the input pixel it
+    takes (row-major), so T_a x = x.reshape(H * W, C)[perm[a]].reshape(H, W, C)."""
     count = num_transforms(kind)
-    if images.ndim != 4:
-        raise ValueError(f"augmentation expects images (batch, H, W, C); got shape {images.shape}.")
-    if kind == "dihedral" and images.shape[1] != images.shape[2]:
+    if kind == "dihedral" and height != width:
         raise ValueError(
-            f"augmentation 'dihedral' needs square images; got H, W = {images.shape[1:3]} "
+            f"augmentation 'dihedral' needs square images; got H, W = ({height}, {width}) "
             "(use 'hflip' for other shapes)."
         )
     one = {"none": lambda x, k: x, "hflip": _hflip_one, "dihedral": _dihedral_one}[kind]
-    branches = [lambda x, k=k: one(x, k) for k in range(count)]
-    indices = jnp.asarray(indices, jnp.int32)
-    return jax.vmap(lambda x, k: jax.lax.switch(k, branches, x))(images, indices)
+    pixels = np.arange(height * width).reshape(height, width)
+    return np.stack([one(pixels, k).ravel() for k in range(count)]).astype(np.int32)
+
+
+def transform(kind: str, images: jax.Array, indices: jax.Array) -> jax.Array:
+    """T_a(x) per example: images (B, H, W, C), indices (B,) ints in 0..K-1 -> (B, H, W, C).
+
+    One gather of pixels through the transforms' permutation tables."""
+    if images.ndim != 4:
+        raise ValueError(f"augmentation expects images (batch, H, W, C); got shape {images.shape}.")
+    batch, height, width, channels = images.shape
+    tables = jnp.asarray(pixel_permutations(kind, height, width))
+    sources = tables[jnp.asarray(indices, jnp.int32)]  # (B, H * W)
+    flat = images.reshape(batch, height * width, channels)
+    return jnp.take_along_axis(flat, sources[..., None], axis=1).reshape(images.shape)
 
 
 def augment(key: jax.Array, images: jax.Array, kind: str, p_identity: float):
