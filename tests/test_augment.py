@@ -144,7 +144,7 @@ def test_config_builds_the_conditioned_unet_and_checks_its_settings():
     assert setup.augmentation(config.model) == ("none", 0.5)
     config = images_config.get_config("digits,smoke")  # the digits' default
     assert setup.build_module(config.model).num_augmentations == 8
-    assert setup.augmentation(config.model) == ("dihedral", 0.75)
+    assert setup.augmentation(config.model) == ("dihedral", 0.5)
     config.model.augmentation = "hflip"
     assert setup.build_module(config.model).num_augmentations == 2
     config.model.augmentation = "rotate"

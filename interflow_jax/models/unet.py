@@ -183,8 +183,8 @@ class UNet(nn.Module):
     row K the null label (y = None); see `models.labels`. With K = 0 (the default) there
     is no table and the parameters are those of the unconditional U-Net.
 
-    Augmentation-conditioned (num_augmentations = A > 0; `interflow_jax.data.augment`): a learned
-    (A, 4 channels) table, zero at initialisation, is added to the time embedding too,
+    Augmentation-conditioned (num_augmentations = A > 0; `interflow_jax.data.augment`): a
+    learned (A, 4 channels) table, zero at initialisation, is added to the time embedding,
     temb(t) + E[y] + F[a], for the index a of the transform the input went through;
     `augmentation=None` means a = 0, the identity, at which the density is evaluated.
 
