@@ -52,7 +52,7 @@ SETTINGS = {
         32,  # ~48 steps/s against 13.4 at batch 128 for 16 channels (BUILD_NOTES, Images)
         22_000,
         1e-3,
-    ),  # our choice: about 14 minutes on 2 CPU cores (BUILD_NOTES, Images)
+    ),  # our choice: ~14 min projected on 2 AVX-512 cores; 20-23 min without (BUILD_NOTES)
     "mnist": (
         "mnist",
         dict(
