@@ -72,21 +72,22 @@ def _wide(config, dim: int) -> None:
     """d = 43 and 63 (BUILD_NOTES, mixture ablations): an MLP 2 x 768 with FiLM time
     conditioning (a time-dependent gain on each hidden layer). With two hidden layers the
     exact divergence has a closed form (`VelocityMLP.velocity_and_divergence`, 45x faster
-    than d jvps at d = 63), so evaluation takes seconds and the 20 minutes go to 22,000
-    training steps. The time embedding's frequencies stop at 50 rad per unit t (not
-    1,000): the same gap at 6,000 steps, a field smoother in t, 85 ODE steps per solve
-    instead of 313 at d = 43. The first layer is gated, act(a) * (1 + B z + c), and the
-    activation GELU: 0.308 against 0.419 nats at d = 43 in the 6,000-step proxy, at about
-    the same cost per step. At d = 43 a time-dependent linear skip, v += sum_j phi_j(t) x
-    K_j with 4 Bernstein terms (`linear_skip_terms`), lowers the proxy gap to 0.278 at the
-    same cost per step. Width 768, not 1,024: on a 2-core CPU without AVX-512 the 1,024-wide
-    step runs at 0.55x the 768-wide one's rate, and the 20,000 steps of the 1,024-wide net
-    took 26.5 minutes at d = 43 (gap 0.141) where 22,000 steps of the 768-wide one take
-    17.5 (gap 0.163; d = 63: 0.320 in 18 minutes)."""
+    than d jvps at d = 63), so evaluation takes seconds and the 20 minutes go to training
+    steps. The time embedding's frequencies stop at 50 rad per unit t (not 1,000): the
+    same gap at 6,000 steps, a field smoother in t, 85 ODE steps per solve instead of 313
+    at d = 43. The first layer is gated, act(a) * (1 + B z + c), and the activation GELU:
+    0.308 against 0.419 nats at d = 43 in the 6,000-step proxy, at about the same cost per
+    step. A time-dependent linear skip, v += sum_j phi_j(t) x K_j with 4 Bernstein terms
+    (`linear_skip_terms`), lowers the d = 43 proxy gap to 0.278 at the same cost per step,
+    and the d = 63 gap from 0.320 to 0.292 (21,000 steps for its 0.935x step). Width 768,
+    not 1,024: on a 2-core CPU without AVX-512 the 1,024-wide step runs at 0.55x the
+    768-wide one's rate, and the 20,000 steps of the 1,024-wide net took 26.5 minutes at
+    d = 43 (gap 0.141) where 22,000 steps of the 768-wide one take 17.5 (gap 0.163;
+    d = 63: 0.292 in 19 minutes)."""
     config.model.hidden_sizes = (768, 768)
     config.model.activation = "gelu"
     config.model.gated_layers = 1
     config.model.time_conditioning = "film"
     config.model.time_embedding_scale = 50.0
-    config.model.linear_skip_terms = 4 if dim == 43 else 0
-    config.training.update(num_steps=22_000, eval_every=5_000)
+    config.model.linear_skip_terms = 4
+    config.training.update(num_steps=22_000 if dim == 43 else 21_000, eval_every=5_000)

@@ -272,12 +272,16 @@ def evaluate(
     step: int | None = None,
     metrics_name: str = "metrics.json",
     figures: bool = True,
+    flow=None,
 ) -> dict:
     """Test NLL, samples and figures for the model in `workdir` (or the given params).
 
     Results go to `<workdir>/<metrics_name>`; figures are skipped with
-    figures=False. For a class-conditional model (model.num_classes > 0) `test_nll` is
-    -log p(x | null) and `conditional_eval` adds -log p(x | y) and guided samples.
+    figures=False. `flow`, the training loop's flow for a fixed base, is reused so that
+    the solves it compiled (progress figures, validation, `warm_up`) are not compiled
+    again; by default one is built. For a class-conditional model (model.num_classes > 0)
+    `test_nll` is -log p(x | null) and `conditional_eval` adds -log p(x | y) and guided
+    samples.
     """
     problem = setup.build_problem(config)
     problem = own_data_problem.bind_to_workdir(problem, workdir, write=False)
@@ -291,7 +295,8 @@ def evaluate(
             config.eval.get("select_best", False),
             problem.event_shape,
         )
-    flow = setup.build_flow(config, field, setup.base_for(params, problem))
+    if flow is None or "base" in params:
+        flow = setup.build_flow(config, field, setup.base_for(params, problem))
     results = {"step": step, **selected}
     results.update(divergence=config.eval.divergence, solver=config.eval.solver)
     if flow.base.log_prob is not None:

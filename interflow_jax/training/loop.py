@@ -29,6 +29,7 @@ from interflow_jax.training import (
     setup,
     sharding,
     tensorboard,
+    warm_up,
 )
 from interflow_jax.training.best import BestCheckpoint
 from interflow_jax.training.step import make_multi_step, make_train_step
@@ -170,7 +171,7 @@ def bound_flow(config, flow, params):
 
 def log_validation(config, workdir, step, problem, state, flow, validation_x, best, board) -> None:
     """Validation NLL of the evaluated parameters; keeps the best state (model selection)."""
-    params = state.ema_params if config.eval.use_ema else state.params
+    params = params_to_evaluate(config, state)
     result, _ = evaluation.test_nll(config, bound_flow(config, flow, params), params, validation_x)
     nll, stderr = result["test_nll"], result["test_nll_stderr"]
     logging.info("step %d validation NLL %.4f +- %.4f", step, nll, stderr)
@@ -188,7 +189,7 @@ def progress_figures(config, workdir, step, problem, flow, state, board) -> None
     """A picture of the evaluated parameters' samples while training, in TensorBoard (an
     image grid, or a 2-D scatter of a few samples), and samples_step<k>.png for images
     before the last step. Every process samples; process 0 writes."""
-    params = state.ema_params if config.eval.use_ema else state.params
+    params = params_to_evaluate(config, state)
     picture = figures.progress_picture(config, problem, bound_flow(config, flow, params), params)
     board.image("samples", step, picture)
     if figures.is_image(problem) and step < config.training.num_steps:
@@ -238,6 +239,7 @@ def train_and_evaluate(config, workdir: str) -> dict:
         mininterval=2,
         disable=jax.process_index() != 0,
     )
+    compiling = warm_up.start(config, problem, flow, params_to_evaluate(config, state), mesh)
     last_time, last_step = time.perf_counter(), step
     while step < training.num_steps:
         data = None if host_data is None else host_data.get(step)
@@ -265,7 +267,14 @@ def train_and_evaluate(config, workdir: str) -> dict:
     bar.close()
     for closable in (ckpt, best, board) + (() if host_data is None else (host_data,)):
         closable.close()
-    return evaluation.evaluate(config, workdir, params=evaluated_params(config, state), step=step)
+    warm_up.finish(compiling)
+    params = evaluated_params(config, state)
+    return evaluation.evaluate(config, workdir, params=params, step=step, flow=flow)
+
+
+def params_to_evaluate(config, state):
+    """The state's EMA or raw parameters, as config.eval.use_ema says."""
+    return state.ema_params if config.eval.use_ema else state.params
 
 
 def evaluated_params(config, state):
@@ -273,4 +282,4 @@ def evaluated_params(config, state):
     config.eval.select_best (restored by `evaluate` from <workdir>/best)."""
     if config.eval.get("select_best", False):
         return None
-    return state.ema_params if config.eval.use_ema else state.params
+    return params_to_evaluate(config, state)
