@@ -1,8 +1,8 @@
 """Compile the final evaluation's likelihood solve while the model trains.
 
 The test NLL integrates the probability-flow ODE with its divergence (PAPER section 4,
-eq. (8)); for a U-Net that solve takes XLA tens of seconds to compile on a CPU, and
-without help it is compiled after the last training step, on the critical path. Here a
+eq. (8)); for the digits U-Net that solve takes XLA about ten seconds to compile on a
+CPU, and without help it is compiled after the last training step, on the critical path. Here a
 background thread calls the same jitted `flow.log_prob` on a placeholder chunk of the
 evaluation's shape over a tiny time interval (a few solver steps), so the compiled solve
 is in the jit cache when `evaluation.evaluate` reuses that flow. The training step uses
