@@ -2,12 +2,12 @@
 
 The test NLL integrates the probability-flow ODE with its divergence (PAPER section 4,
 eq. (8)); for the digits U-Net that solve takes XLA about ten seconds to compile on a
-CPU, and without help it is compiled after the last training step, on the critical path. Here a
-background thread calls the same jitted `flow.log_prob` on a placeholder chunk of the
-evaluation's shape over a tiny time interval (a few solver steps), so the compiled solve
-is in the jit cache when `evaluation.evaluate` reuses that flow. The training step uses
-few of a small machine's cores for small models, so the compilation runs beside it; the
-results are unchanged (jit caches by shapes and dtypes, not values).
+CPU, and without help it is compiled after the last training step, on the critical
+path. Here a background thread calls the same jitted `flow.log_prob` on a placeholder
+chunk of the evaluation's shape over a tiny time interval (a few solver steps), so the
+compiled solve is in the jit cache when `evaluation.evaluate` reuses that flow. The
+training step uses few of a small machine's cores for small models, so the compilation
+runs beside it; the results are unchanged (jit caches by shapes and dtypes, not values).
 """
 
 from __future__ import annotations
