@@ -3,9 +3,17 @@
 Albergo & Vanden-Eijnden, "Building Normalizing Flows with Stochastic Interpolants",
 ICLR 2023. The core (interpolants, losses, divergence, flows, densities) is pure JAX
 and never reads configs; `interflow_jax.training` turns configs into runs.
+
+Importing the package chooses XLA's own CPU kernels over YNNPACK's for the JAX backends
+about to start (`interflow_jax.xla_cpu`: 1.1-2x faster training steps on a CPU here;
+$INTERFLOW_KEEP_XLA_FLAGS=1 leaves $XLA_FLAGS alone).
 """
 
-from interflow_jax import (
+from interflow_jax import xla_cpu
+
+xla_cpu.use_xla_cpu_kernels()
+
+from interflow_jax import (  # noqa: E402 (after the XLA flags are set)
     conditional,
     densities,
     divergence,

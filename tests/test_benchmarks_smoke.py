@@ -23,6 +23,7 @@ JAX_ONLY = {
     "quality_vs_nfe": "quality_vs_nfe.png",
     "coupling_scope_cost": "ratio_vs_devices.png",
     "step_rate": "rates.png",
+    "xla_cpu_kernels": "ratios.png",
 }
 WITH_TORCH = {
     "train_step_vs_torchcfm": "steps_per_second.png",

@@ -12,9 +12,13 @@ def test_uniform_range_and_law():
     assert stats.kstest((t - 0.1) / 0.5, "uniform").pvalue > 1e-3
 
 
-def test_beta_law():
-    t = np.asarray(make_time_sampler("beta", alpha=2.0, beta=0.5)(jax.random.key(1), 20_000))
-    assert stats.kstest(t, stats.beta(2.0, 0.5).cdf).pvalue > 1e-3
+@pytest.mark.parametrize("alpha, beta", [(2.0, 0.5), (1.0, 0.5), (1.0, 3.0), (0.4, 1.0)])
+def test_beta_law(alpha, beta):
+    """The gamma-ratio sampler (2.0, 0.5) and the inverse CDFs (alpha or beta = 1)."""
+    t = np.asarray(make_time_sampler("beta", alpha=alpha, beta=beta)(jax.random.key(1), 20_000))
+    assert t.min() >= 0.0 and t.max() <= 1.0
+    assert stats.kstest(t, stats.beta(alpha, beta).cdf).pvalue > 1e-3
+    assert stats.kstest(t, stats.beta(alpha, 1.25 * beta).cdf).pvalue < 1e-3  # it can fail
 
 
 @pytest.mark.parametrize(

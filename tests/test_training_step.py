@@ -135,3 +135,23 @@ def test_bad_optimizer_settings_raise(kwargs, match):
 def test_batch_must_divide_over_devices():
     with pytest.raises(ValueError, match="batch_size=100.*8"):
         sharding.check_divisible(100, sharding.make_mesh())
+
+
+def test_flattened_optimizer_takes_the_same_steps():
+    """optax.flatten (optimizer.flatten): one vector for clipping and Adam, the same
+    updates as leaf by leaf up to summation order; its moments are one vector each."""
+    params = {"a": jnp.ones((3, 4)), "b": {"c": jnp.arange(5.0)}}
+    trajectories = []
+    for flatten in (False, True):
+        optimizer = make_optimizer(1e-1, 1, 10, grad_clip_norm=0.5, flatten=flatten)
+        state, current = optimizer.init(params), params
+        for k in range(4):
+            grads = jax.tree_util.tree_map(lambda p: jnp.sin(p + k) * (k + 1.0), current)
+            updates, state = optimizer.update(grads, state, current)
+            current = jax.tree_util.tree_map(jnp.add, current, updates)
+        trajectories.append(current)
+        moments = [leaf for leaf in jax.tree_util.tree_leaves(state) if leaf.size > 1]
+        assert len(moments) == (2 if flatten else 4)
+    for ours, reference in zip(*map(jax.tree_util.tree_leaves, trajectories[::-1])):
+        np.testing.assert_allclose(ours, reference, rtol=1e-6, atol=1e-7)
+    assert not np.allclose(trajectories[0]["a"], params["a"])  # it moved

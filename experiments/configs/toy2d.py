@@ -103,6 +103,9 @@ def get_config(arg: str = "checkerboard") -> ml_collections.ConfigDict:
             "weight_decay": 0.0,
             "b1": 0.9,  # Adam's moment decays
             "b2": 0.999,
+            # one flat vector for the clipping and Adam (optax.flatten): fewer, larger
+            # kernels for models of many small tensors (the U-Nets: 1.2x steps/s on a CPU)
+            "flatten": False,
         }
     )
     config.training = ml_collections.ConfigDict(

@@ -557,6 +557,7 @@ def build_optimizer(config):
         opt.weight_decay,
         b1=float(opt.get("b1", 0.9)),
         b2=float(opt.get("b2", 0.999)),
+        flatten=bool(opt.get("flatten", False)),
     )
     if not is_learnable(config):
         return optax.multi_transform(
