@@ -7,8 +7,10 @@ timing the config's training call (benchmarks/step_rate.py, one repetition, its 
 alternated inside the child). Reported per config and setting: median steps/s over the
 rounds and its ratio to YNNPACK's.
 
-  python benchmarks/xla_cpu_kernels.py [--rounds=3] \
-      [--configs=experiments/configs/images.py:digits@32,experiments/configs/mixture.py:43@1024]
+  python benchmarks/xla_cpu_kernels.py [--rounds=3] [--configs=CONFIG:ARG@BATCH,...]
+
+By default the digits U-Net at batch 32, the d = 43 mixture MLP at 1,024 and the 2-D
+default experiment (toy2d.py:checkerboard) at 2,048.
 """
 
 from __future__ import annotations
@@ -23,7 +25,13 @@ import numpy as np
 
 NAME = "xla_cpu_kernels"
 SETTINGS = {"ynnpack": {"INTERFLOW_KEEP_XLA_FLAGS": "1"}, "xla": {"INTERFLOW_KEEP_XLA_FLAGS": ""}}
-DEFAULT_CONFIGS = "experiments/configs/images.py:digits@32,experiments/configs/mixture.py:43@1024"
+DEFAULT_CONFIGS = ",".join(
+    [
+        "experiments/configs/images.py:digits@32",
+        "experiments/configs/mixture.py:43@1024",
+        "experiments/configs/toy2d.py:checkerboard@2048",
+    ]
+)
 
 
 def parse_args(argv):
