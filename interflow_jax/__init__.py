@@ -5,7 +5,7 @@ ICLR 2023. The core (interpolants, losses, divergence, flows, densities) is pure
 and never reads configs; `interflow_jax.training` turns configs into runs.
 
 Importing the package chooses XLA's own CPU kernels over YNNPACK's for the JAX backends
-about to start (`interflow_jax.xla_cpu`: 1.1-2x faster training steps on a CPU here;
+about to start (`interflow_jax.xla_cpu`: 1.1-1.4x faster training steps on a CPU here;
 $INTERFLOW_KEEP_XLA_FLAGS=1 leaves $XLA_FLAGS alone).
 """
 

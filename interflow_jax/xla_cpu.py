@@ -3,8 +3,9 @@
 jaxlib 0.10 hands most dots, convolutions, reductions and elementwise fusions on CPU to
 YNNPACK (`xla_cpu_experimental_ynn_fusion_type`). For the small models trained here on
 a CPU that is slower: the digits U-Net's training step spends 66 ms per step in its ops
-with the YNNPACK fusions and 33 ms without, and the d = 43 mixture MLP's step runs ~1.1x
-faster without them (AMD EPYC Zen 3, 2 cores; BUILD_NOTES, Images). Importing
+with the YNNPACK fusions and 33 ms without, and without them the steps/s of the digits
+U-Net, the d = 43 mixture MLP and the 2-D default's MLP are 1.41x, 1.11x and 1.15x
+(AMD EPYC Zen 3, 2 cores; benchmarks/xla_cpu_kernels.py, RESULTS.md section 10). Importing
 `interflow_jax` therefore adds `--xla_cpu_experimental_ynn_fusion_type=` (no YNNPACK
 fusions) to $XLA_FLAGS, unless
 

@@ -104,7 +104,7 @@ def get_config(arg: str = "checkerboard") -> ml_collections.ConfigDict:
             "b1": 0.9,  # Adam's moment decays
             "b2": 0.999,
             # one flat vector for the clipping and Adam (optax.flatten): fewer, larger
-            # kernels for models of many small tensors (the U-Nets: 1.2x steps/s on a CPU)
+            # kernels for models of many small tensors (the U-Nets; a few % on a CPU)
             "flatten": False,
         }
     )
