@@ -42,7 +42,8 @@ def make_optimizer(
     same updates up to summation order, Adam's moments stored as one vector each). A
     model of many small tensors then costs a few large kernels instead of a few per
     tensor: for the digits U-Net (~130 tensors) on a CPU, 1.04x the steps/s side by side
-    (inside the noise), 1.19x between separate processes (BUILD_NOTES, decisions).
+    (inside the noise), 1.19x between separate processes (BUILD_NOTES, Architecture
+    decisions).
     """
     if grad_clip_norm <= 0:
         raise ValueError(f"grad_clip_norm must be positive; got {grad_clip_norm}.")
