@@ -146,12 +146,13 @@ def test_flattened_optimizer_takes_the_same_steps():
         optimizer = make_optimizer(1e-1, 1, 10, grad_clip_norm=0.5, flatten=flatten)
         state, current = optimizer.init(params), params
         for k in range(4):
-            grads = jax.tree_util.tree_map(lambda p: jnp.sin(p + k) * (k + 1.0), current)
+            grads = jax.tree_util.tree_map(lambda p, k=k: jnp.sin(p + k) * (k + 1.0), current)
             updates, state = optimizer.update(grads, state, current)
             current = jax.tree_util.tree_map(jnp.add, current, updates)
         trajectories.append(current)
         moments = [leaf for leaf in jax.tree_util.tree_leaves(state) if leaf.size > 1]
         assert len(moments) == (2 if flatten else 4)
-    for ours, reference in zip(*map(jax.tree_util.tree_leaves, trajectories[::-1])):
+    flat, leafwise = (jax.tree_util.tree_leaves(tree) for tree in trajectories[::-1])
+    for ours, reference in zip(flat, leafwise, strict=True):
         np.testing.assert_allclose(ours, reference, rtol=1e-6, atol=1e-7)
     assert not np.allclose(trajectories[0]["a"], params["a"])  # it moved
