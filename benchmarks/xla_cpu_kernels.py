@@ -48,22 +48,25 @@ def parse_args(argv):
     return args
 
 
+def passed_on(args, outdir: str) -> list[str]:
+    """The arguments a child (and its step_rate run) shares with this run."""
+    argv = [f"--rep_seconds={args.rep_seconds}", f"--outdir={outdir}"]
+    return argv + [f"--variant={item}" for item in args.variant] + ["--smoke"] * args.smoke
+
+
 def child_rates(args, config: str, batch: str) -> dict[str, float]:
     """steps/s of each step_rate variant, timed in this process."""
     import step_rate
 
     argv = [f"--config={config}", f"--batch_sizes={batch}", "--reps=1"]
-    argv += [f"--rep_seconds={args.rep_seconds}", f"--outdir={args.outdir}/child"]
-    argv += [f"--variant={item}" for item in args.variant] + (["--smoke"] if args.smoke else [])
-    rates = step_rate.main(argv)
+    rates = step_rate.main(argv + passed_on(args, f"{args.outdir}/child"))
     return {variant: float(np.median(values)) for (variant, _), values in rates.items()}
 
 
 def run_child(args, config: str, batch: str, setting: str) -> dict[str, float]:
     env = {**os.environ, **SETTINGS[setting]}
     command = [sys.executable, __file__, "--child", f"--configs={config}@{batch}"]
-    command += [f"--rep_seconds={args.rep_seconds}", f"--outdir={args.outdir}"]
-    command += [f"--variant={item}" for item in args.variant] + (["--smoke"] if args.smoke else [])
+    command += passed_on(args, args.outdir)
     done = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
     if done.returncode:
         raise RuntimeError(f"child {setting} {config} failed:\n{done.stderr[-3000:]}")

@@ -47,15 +47,18 @@ def _backends_running() -> bool:
     return bool(check and check())
 
 
+def opted_out() -> bool:
+    """True when $INTERFLOW_KEEP_XLA_FLAGS asks to leave $XLA_FLAGS as it is."""
+    return os.environ.get(KEEP_FLAGS_ENV, "") not in ("", "0")
+
+
 def use_xla_cpu_kernels() -> bool:
     """Add FLAG to $XLA_FLAGS when the module docstring's conditions allow; True when the
     process's XLA_FLAGS now carry it (added here or before)."""
     flags = os.environ.get("XLA_FLAGS", "")
     if OPTION in flags:
         return FLAG in flags.split()
-    if os.environ.get(KEEP_FLAGS_ENV, "") not in ("", "0"):
-        return False
-    if _jaxlib_version() < MIN_JAXLIB or _backends_running():
+    if opted_out() or _jaxlib_version() < MIN_JAXLIB or _backends_running():
         return False
     os.environ["XLA_FLAGS"] = f"{flags} {FLAG}".strip()
     return True

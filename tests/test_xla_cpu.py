@@ -51,7 +51,7 @@ def test_left_alone(monkeypatch, env, version, running):
 
 def test_in_effect_in_this_process():
     """conftest keeps the flag that importing interflow_jax added, on this jaxlib."""
-    if os.environ.get(xla_cpu.KEEP_FLAGS_ENV, "") not in ("", "0"):
+    if xla_cpu.opted_out():
         pytest.skip("opted out")
     if xla_cpu._jaxlib_version() < xla_cpu.MIN_JAXLIB:
         pytest.skip("jaxlib older than 0.10: the flag is not added")
