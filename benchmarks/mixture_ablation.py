@@ -91,7 +91,8 @@ VARIANTS = {
     # log-densities of a mixture's components are (models.VelocityMLP)
     "gated": ["model.gated_layers=1"],
     "gated_gelu": ["model.gated_layers=1", "model.activation='gelu'"],
-    # both hidden layers gated by the input (the configs' _wide gates the first)
+    # both hidden layers gated by the input (the d >= 43 configs' default since
+    # 2026-12-06); `gated` on those configs measures the first gate alone
     "gated2": ["model.gated_layers=2"],
     # a time-dependent linear map of x added to the output (4 Bernstein terms in t)
     "linear_skip_4": ["model.linear_skip_terms=4"],
