@@ -83,9 +83,9 @@ def _wide(config, dim: int) -> None:
     d = 43 proxy gap from 0.308 to 0.278 at the same cost per step. Width 768, not 1,024:
     on a 2-core CPU without AVX-512 the 1,024-wide step runs at 0.53x the 768-wide one's
     rate, and its validation curve at d = 43 follows the 768-wide one step for step. The
-    README runs (XLA's own CPU kernels): 0.126 nats
-    at d = 43 in 24,000 steps and 19m20s (one gate: 0.163 in 22,000 steps), 0.206 at
-    d = 63 in 21,000 steps and 18m33s (one gate: 0.292)."""
+    README runs (XLA's own CPU kernels): 0.126 nats at d = 43 in 24,000 steps and 19m20s
+    (one gate: 0.163 in 22,000 steps), 0.206 at d = 63 in 21,000 steps and 18m33s (one
+    gate: 0.292)."""
     config.model.hidden_sizes = (768, 768)
     config.model.activation = "gelu"
     config.model.gated_layers = 2
